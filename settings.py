@@ -1,0 +1,204 @@
+"""Configuration of openvle-moodle-sync, from the environment and a ``.env`` file.
+
+The ten ``MOODLE_*`` variables are those of the OpenVLE Moodle integration guide, with its meanings and
+defaults (the integration is off unless ``MOODLE_ENABLED`` is true). As in the OpenVLE backend, values in
+``.env`` are quoted (``MOODLE_ENABLED="True"``); environment variables win over ``.env``.
+
+Everything is validated when the settings are loaded, and each problem names the variable and the fix,
+so a worker with a bad configuration stops at start-up instead of failing mid-deployment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The web-service functions the token's service must hold (the guide's list, in its order).
+REQUIRED_FUNCTIONS: tuple[str, ...] = (
+    "core_webservice_get_site_info",
+    "core_course_get_courses",
+    "core_course_search_courses",
+    "core_course_get_courses_by_field",
+    "core_course_create_courses",
+    "core_course_update_courses",
+    "core_course_duplicate_course",
+    "core_course_delete_courses",
+    "core_course_get_categories",
+    "core_enrol_get_enrolled_users",
+    "enrol_manual_enrol_users",
+    "enrol_manual_unenrol_users",
+    "core_user_create_users",
+    "core_user_get_users_by_field",
+)
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message lists each variable and how to fix it."""
+
+
+class Settings(BaseSettings):
+    """All settings of the worker, the starter and the CLI."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+    )
+
+    # --- The OpenVLE Moodle integration (the guide's ten variables) ---------------------------------
+    moodle_enabled: bool = Field(False, description="Enable Moodle integration")
+    moodle_url: str = Field("", description="URL of the Moodle instance (without trailing slash)")
+    moodle_token: SecretStr = Field(SecretStr(""), description="Web Services API token")
+    moodle_verify_ssl: bool = Field(True, description="Verify the SSL certificate of MOODLE_URL")
+    moodle_timeout: float = Field(30.0, description="Timeout for one API request, in seconds")
+    moodle_sync_timeout: float = Field(10.0, description="Timeout for one synchronization task, in seconds")
+    moodle_user_auth: str = Field("manual", description="Auth plugin of newly created Moodle users")
+    moodle_user_match_field: Literal["email", "username"] = Field(
+        "email", description="Field that matches OpenVLE and Moodle users"
+    )
+    moodle_course_visible: bool = Field(True, description="Visibility of duplicated Moodle courses")
+    moodle_delete_course_on_event_delete: bool = Field(
+        False, description="Delete the Moodle course when the event is deleted"
+    )
+
+    # --- Extensions of this service ------------------------------------------------------------------
+    moodle_instructor_role_id: int = Field(3, description="Moodle role of instructors (Editing Teacher)")
+    moodle_student_role_id: int = Field(5, description="Moodle role of students (Student)")
+    moodle_max_concurrency: int = Field(
+        20, description="Moodle calls one worker keeps in flight at most (its concurrent activities)"
+    )
+    moodle_course_timeout: float = Field(
+        600.0, description="Timeout for duplicating or deleting one course, in seconds (large courses are slow)"
+    )
+
+    # --- Temporal ----------------------------------------------------------------------------------
+    temporal_address: str = Field("localhost:7233", description="host:port of the Temporal frontend")
+    temporal_namespace: str = Field("default", description="Temporal namespace")
+    temporal_task_queue: str = Field("openvle-moodle-sync", description="Task queue of the worker")
+    temporal_tls: bool = Field(False, description="Connect to Temporal with TLS")
+    metrics_port: int | None = Field(None, description="Port of the worker's Prometheus metrics (off if unset)")
+    payload_encryption_key: SecretStr | None = Field(
+        None, description="Base64 key (32 bytes) that encrypts workflow payloads; off if unset"
+    )
+
+    @field_validator("moodle_url")
+    @classmethod
+    def _url_is_a_site_root(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        if value.endswith("/"):
+            raise ValueError(
+                f"{value!r} ends with a slash; write the site root without it, "
+                f"e.g. MOODLE_URL=\"{value.rstrip('/')}\""
+            )
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"{value!r} is not an http(s) URL; write the site root, "
+                'e.g. MOODLE_URL="https://moodle.example.com"'
+            )
+        if parts.query or parts.fragment or "server.php" in parts.path:
+            raise ValueError(
+                f"{value!r} must be the site root, not a page or the web-service endpoint; "
+                'e.g. MOODLE_URL="https://moodle.example.com"'
+            )
+        return value
+
+    @field_validator("moodle_user_auth")
+    @classmethod
+    def _auth_is_a_plugin_name(cls, value: str) -> str:
+        value = value.strip()
+        if not value or not value.replace("_", "").isalnum() or value != value.lower():
+            raise ValueError(
+                f"{value!r} is not a Moodle auth plugin name; use the plugin's folder name, "
+                'e.g. MOODLE_USER_AUTH="ldap", "oauth2" or "manual"'
+            )
+        return value
+
+    @field_validator("moodle_user_match_field", mode="before")
+    @classmethod
+    def _match_field_lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("moodle_timeout", "moodle_sync_timeout", "moodle_course_timeout")
+    @classmethod
+    def _positive_seconds(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive number of seconds, e.g. \"30\"")
+        return value
+
+    @field_validator("moodle_max_concurrency")
+    @classmethod
+    def _positive_concurrency(cls, value: int) -> int:
+        if not 1 <= value <= 500:
+            raise ValueError("must be between 1 and 500, e.g. \"20\"")
+        return value
+
+    @field_validator("moodle_instructor_role_id", "moodle_student_role_id")
+    @classmethod
+    def _role_id(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be a Moodle role id (a positive number)")
+        return value
+
+    @model_validator(mode="after")
+    def _enabled_needs_connection(self) -> Settings:
+        if self.moodle_enabled:
+            missing = []
+            if not self.moodle_url:
+                missing.append('MOODLE_URL (the site root, e.g. "https://moodle.example.com")')
+            if not self.moodle_token.get_secret_value().strip():
+                missing.append("MOODLE_TOKEN (a web-service token; see README, 'Connect a real Moodle')")
+            if missing:
+                raise ValueError(
+                    "MOODLE_ENABLED is true but these are not set: " + "; ".join(missing)
+                    + '. Set them, or set MOODLE_ENABLED="False"'
+                )
+        if self.moodle_instructor_role_id == self.moodle_student_role_id:
+            raise ValueError(
+                "MOODLE_INSTRUCTOR_ROLE_ID and MOODLE_STUDENT_ROLE_ID are the same role; "
+                "instructors are Editing Teachers (3) and students Students (5) on a standard Moodle"
+            )
+        return self
+
+    @property
+    def moodle_endpoint(self) -> str:
+        """The REST endpoint; the token never goes into it (it travels in the POST body)."""
+        return f"{self.moodle_url}/webservice/rest/server.php"
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        variable = "_".join(str(part) for part in item["loc"]).upper() or "configuration"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "bool_parsing":
+            message = 'must be "True" or "False"'
+        elif item["type"] == "literal_error" and variable == "MOODLE_USER_MATCH_FIELD":
+            message = 'must be "email" or "username"'
+        elif item["type"] in ("float_parsing", "int_parsing"):
+            message = "must be a number"
+        prefix = "" if variable == "configuration" else f"{variable}: "
+        lines.append(f"  - {prefix}{message}")
+    return "Invalid configuration (environment or .env):\n" + "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load and validate the settings; raise `ConfigError` naming each bad variable and its fix."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (loaded once)."""
+    return load_settings()
