@@ -10,7 +10,15 @@ import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # Moodle's limits (lib/db/install.xml: user.username/firstname/lastname/email 100, course.fullname 254,
 # course.shortname 255, course.idnumber 100).
@@ -151,7 +159,7 @@ def _describe(error: ValidationError, data: object) -> str:
             try:
                 raw = data["participants"][loc[1]]  # type: ignore[index]
                 who = f" (id {raw.get('id')!r}, username {raw.get('username')!r})"
-            except Exception:  # noqa: BLE001 - best effort naming of a malformed entry
+            except Exception:
                 pass
             where = f"participants[{loc[1]}]{who}" + "".join(f".{part}" for part in loc[2:])
         message = item["msg"].removeprefix("Value error, ")

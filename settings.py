@@ -77,6 +77,10 @@ class Settings(BaseSettings):
         600.0, description="Timeout for duplicating or deleting one course, in seconds (large courses are slow)"
     )
 
+    moodle_retry_max_interval: float = Field(
+        60.0, description="Longest wait between two retries of a Moodle call that failed transiently, in seconds"
+    )
+
     # --- Temporal ----------------------------------------------------------------------------------
     temporal_address: str = Field("localhost:7233", description="host:port of the Temporal frontend")
     temporal_namespace: str = Field("default", description="Temporal namespace")
@@ -127,7 +131,7 @@ class Settings(BaseSettings):
     def _match_field_lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("moodle_timeout", "moodle_sync_timeout", "moodle_course_timeout")
+    @field_validator("moodle_timeout", "moodle_sync_timeout", "moodle_course_timeout", "moodle_retry_max_interval")
     @classmethod
     def _positive_seconds(cls, value: float) -> float:
         if value <= 0:

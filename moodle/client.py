@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from urllib.parse import urlencode
 from collections.abc import Mapping, Sequence
 from typing import Any, Self, TypedDict, cast
+from urllib.parse import urlencode
 
 import httpx
 
 from .errors import (
     MoodleConnectionError,
-    MoodleError,
     MoodleResponseError,
     MoodleTimeoutError,
     MoodleWarning,
@@ -26,6 +25,11 @@ from .errors import (
     redact,
 )
 from .protocol import encode_params, is_exception_body
+
+
+def redact_body(body: dict[str, Any], token: str) -> dict[str, Any]:
+    """An exception body with the token scrubbed from every text Moodle might echo it in."""
+    return {k: redact(v, [token]) if isinstance(v, str) else v for k, v in body.items()}
 
 log = logging.getLogger("moodle.client")
 
@@ -43,6 +47,7 @@ class Course(TypedDict, total=False):
     visible: int
     summary: str
     timecreated: int
+    format: str
 
 
 class Category(TypedDict, total=False):
@@ -198,12 +203,9 @@ class MoodleClient:
         elapsed_ms = (time.perf_counter() - started) * 1000
         body = self._decode(response, function)
         if is_exception_body(body):
-            error = api_error_from_body(body, function=function)
-            error.message = self._redact(error.message)
-            if error.debuginfo:
-                error.debuginfo = self._redact(error.debuginfo)
-            log.debug("moodle %s failed in %.0f ms: %s", function, elapsed_ms, error.errorcode)
-            raise error
+            api_error = api_error_from_body(redact_body(body, self._token), function=function)
+            log.debug("moodle %s failed in %.0f ms: %s", function, elapsed_ms, api_error.errorcode)
+            raise api_error
         log.debug("moodle %s ok in %.0f ms", function, elapsed_ms)
         return body
 

@@ -1,0 +1,332 @@
+"""The activities: every Moodle read and write of the workflows, each safe to run more than once.
+
+Temporal runs an activity at least once: a response lost after Moodle applied the call, or a worker
+killed mid-call, means it runs again. Each activity therefore first looks at Moodle's state and only
+writes what is missing, so a retry converges to the same end state without a second course, account,
+enrolment or mail.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from temporalio import activity
+
+from models import Participant, course_idnumber
+from moodle.client import EnrolledUser, MoodleClient, User
+from moodle.errors import InvalidParameterError, MoodlePHPError, MoodleWarningsError
+from settings import Settings
+
+from .errors import moodle_errors, sync_error
+from .types import (
+    ArchivePlan,
+    ArchivePlanInput,
+    CourseRef,
+    EnrolInput,
+    EnrolResult,
+    EnsureUserInput,
+    FindUserInput,
+    PlanInput,
+    PlanResult,
+    PrepareCourseInput,
+    SyncConfig,
+    UnenrolInput,
+    UserRef,
+)
+
+log = logging.getLogger("activities")
+
+ENROLMENT_PAGE = 1000
+"""Users per core_enrol_get_enrolled_users call: bounded answers on courses of any size."""
+
+UNENROL_BATCH = 500
+"""Enrolments per enrol_manual_unenrol_users call: 2 form fields each, far below PHP's max_input_vars."""
+
+
+def pending_shortname(event_id: str) -> str:
+    """The short name a copy carries between duplication and being marked as the event's course.
+
+    Unique to the event, so a copy left behind by a crash is found again and finished, never doubled."""
+    return f"openvle-pending-{event_id}"
+
+
+class MoodleSyncActivities:
+    """Activities bound to one Moodle client and the worker's settings."""
+
+    def __init__(self, moodle: MoodleClient, settings: Settings) -> None:
+        self.moodle = moodle
+        self.settings = settings
+
+    # --- configuration -------------------------------------------------------------------------------
+
+    @activity.defn
+    async def load_sync_config(self) -> SyncConfig:
+        s = self.settings
+        return SyncConfig(
+            enabled=s.moodle_enabled,
+            course_visible=s.moodle_course_visible,
+            delete_course_on_event_delete=s.moodle_delete_course_on_event_delete,
+            sync_timeout_s=s.moodle_sync_timeout,
+            course_timeout_s=s.moodle_course_timeout,
+            retry_max_interval_s=s.moodle_retry_max_interval,
+            instructor_role_id=s.moodle_instructor_role_id,
+            student_role_id=s.moodle_student_role_id,
+            match_field=s.moodle_user_match_field,
+        )
+
+    # --- courses -------------------------------------------------------------------------------------
+
+    async def _course_by(self, field: str, value: str | int) -> dict | None:
+        courses = await self.moodle.get_courses_by_field(field, value)
+        # Moodle matches short names without regard to case in some databases: insist on exact.
+        exact = [c for c in courses if str(c.get(field, value)) == str(value)] if field != "id" else courses
+        return dict(exact[0]) if exact else None
+
+    @activity.defn
+    @moodle_errors
+    async def find_event_course(self, event_id: str) -> CourseRef | None:
+        """The event's course, recognised by the idnumber this service gave it."""
+        course = await self._course_by("idnumber", course_idnumber(event_id))
+        return CourseRef(id=course["id"], shortname=course["shortname"]) if course else None
+
+    @activity.defn
+    @moodle_errors
+    async def prepare_course(self, spec: PrepareCourseInput) -> CourseRef:
+        """Find or make the event's course: a copy of the template without its participants.
+
+        The copy is made under a short name unique to the event, then renamed to the slug and marked
+        with the event's idnumber in one update. A retry finds either the marked course or the pending
+        copy, so a lost response or a crash never leaves a second copy, and a course that merely shares
+        the slug is never taken over."""
+        marker = course_idnumber(spec.event_id)
+        course = await self._course_by("idnumber", marker)
+        if course:
+            return CourseRef(id=course["id"], shortname=course["shortname"])
+
+        pending = await self._course_by("shortname", pending_shortname(spec.event_id))
+        if pending is None:
+            taken = await self._course_by("shortname", spec.slug)
+            if taken:
+                raise sync_error(
+                    f"Moodle course {taken['id']} ({taken.get('fullname')!r}) already uses the short name "
+                    f"{spec.slug!r} and was not created by openvle-moodle-sync for event {spec.event_id}; it is "
+                    "left untouched. Rename or delete that course in Moodle, or give the event another slug.",
+                    "SlugTakenError", course_id=taken["id"], slug=spec.slug,
+                )
+            template = await self._course_by("id", spec.template_course_id)
+            if template is None:
+                raise sync_error(
+                    f"Template course {spec.template_course_id} does not exist in Moodle. Check the "
+                    "environment's moodleCourseId (search courses with `python -m starter courses`).",
+                    "TemplateNotFoundError", template_course_id=spec.template_course_id,
+                )
+            activity.heartbeat("duplicating the template")
+            copy = await self.moodle.duplicate_course(
+                spec.template_course_id, spec.name, pending_shortname(spec.event_id), template["categoryid"],
+                visible=spec.visible, include_users=False, timeout=self.settings.moodle_course_timeout,
+            )
+            pending = {"id": copy["id"]}
+        warnings = await self.moodle.update_courses(
+            [{"id": pending["id"], "shortname": spec.slug, "idnumber": marker, "fullname": spec.name}]
+        )
+        if warnings:
+            error = MoodleWarningsError(warnings, function="core_course_update_courses")
+            raise sync_error(
+                f"The copy of the template (Moodle course {pending['id']}) could not take the short name "
+                f"{spec.slug!r}: {error.detail} Free the short name in Moodle or give the event another slug, "
+                "then re-run the deployment; the copy is kept and reused.",
+                "SlugTakenError", course_id=pending["id"], warnings=sorted(error.codes),
+            )
+        return CourseRef(id=pending["id"], shortname=spec.slug, created=True)
+
+    @activity.defn
+    @moodle_errors
+    async def hide_course(self, course_id: int) -> None:
+        warnings = await self.moodle.update_courses([{"id": course_id, "visible": 0}])
+        if warnings:
+            raise MoodleWarningsError(warnings, function="core_course_update_courses")
+
+    @activity.defn
+    @moodle_errors
+    async def delete_course(self, course_id: int) -> bool:
+        """Delete the course; False when it was already gone (a retry after a lost response)."""
+        warnings = await self.moodle.delete_courses([course_id], timeout=self.settings.moodle_course_timeout)
+        codes = {w.warningcode for w in warnings}
+        if codes - {"unknowncourseidnumber"}:
+            raise MoodleWarningsError(warnings, function="core_course_delete_courses")
+        return not codes
+
+    # --- enrolments ----------------------------------------------------------------------------------
+
+    async def _enrolled(self, course_id: int) -> list[EnrolledUser]:
+        users: list[EnrolledUser] = []
+        while True:
+            page = await self.moodle.get_enrolled_users(
+                course_id, userfields=["id", "username", "email", "roles"],
+                limitfrom=len(users), limitnumber=ENROLMENT_PAGE,
+            )
+            users += page
+            if len(page) < ENROLMENT_PAGE:
+                return users
+            activity.heartbeat(len(users))
+
+    @activity.defn
+    @moodle_errors
+    async def plan_deployment(self, plan: PlanInput) -> PlanResult:
+        """Which participants already hold exactly their role in the course (a re-run skips them)."""
+        by_username: dict[str, EnrolledUser] = {}
+        by_email: dict[str, EnrolledUser] = {}
+        for user in await self._enrolled(plan.course_id):
+            by_username[str(user.get("username", ""))] = user
+            by_email[str(user.get("email", "")).lower()] = user
+        done: dict[str, int] = {}
+        for key in plan.keys:
+            found = by_email.get(key.email.lower()) if plan.match_field == "email" else by_username.get(key.username)
+            if found is None:
+                continue
+            roles = {r["roleid"] for r in found.get("roles", [])}
+            if key.role_id in roles and not roles & self._managed_roles() - {key.role_id}:
+                done[key.participant_id] = found["id"]
+        return PlanResult(done=done)
+
+    def _managed_roles(self) -> set[int]:
+        return {self.settings.moodle_instructor_role_id, self.settings.moodle_student_role_id}
+
+    async def _roles_of(self, course_id: int, user_id: int) -> set[int] | None:
+        """The user's roles in the course, or None when not enrolled."""
+        for user in await self._enrolled(course_id):
+            if user["id"] == user_id:
+                return {r["roleid"] for r in user.get("roles", [])}
+        return None
+
+    @activity.defn
+    @moodle_errors
+    async def enrol_user(self, spec: EnrolInput) -> EnrolResult:
+        """Enrol the user with exactly ``role_id``.
+
+        Every enrol call makes Moodle send a welcome mail once the course has a teacher, so a retry
+        first checks whether the previous attempt went through."""
+        roles: set[int] | None = None
+        retry = activity.info().attempt > 1
+        if (retry and spec.course_may_have_teacher) or spec.other_role_ids:
+            roles = await self._roles_of(spec.course_id, spec.user_id)
+        if roles is not None and spec.role_id in roles and not roles & set(spec.other_role_ids):
+            return EnrolResult(enrolled=False)
+        if roles is not None and roles & set(spec.other_role_ids):
+            # Moodle's REST API cannot take one role away; re-create the enrolment with the new role.
+            await self.moodle.unenrol_users([{"userid": spec.user_id, "courseid": spec.course_id}])
+        try:
+            await self.moodle.enrol_users(
+                [{"roleid": spec.role_id, "userid": spec.user_id, "courseid": spec.course_id}]
+            )
+        except MoodlePHPError as error:
+            raise sync_error(
+                f"Moodle user {spec.user_id} of participant {spec.participant_id} no longer exists in Moodle "
+                f"({error.message}). Re-run the deployment: the user is looked up again.",
+                "MoodleUserMissingError", user_id=spec.user_id,
+            ) from None
+        return EnrolResult(enrolled=True)
+
+    @activity.defn
+    @moodle_errors
+    async def unenrol_users(self, spec: UnenrolInput) -> int:
+        """Unenrol users (idempotent). Batched; a batch Moodle rejects whole is retried user by user so
+        that one account deleted meanwhile does not block the others. Returns how many were unenrolled."""
+        done = 0
+        for start in range(0, len(spec.user_ids), UNENROL_BATCH):
+            batch = spec.user_ids[start:start + UNENROL_BATCH]
+            try:
+                await self.moodle.unenrol_users([{"userid": u, "courseid": spec.course_id} for u in batch])
+                done += len(batch)
+            except InvalidParameterError:
+                for user_id in batch:
+                    try:
+                        await self.moodle.unenrol_users([{"userid": user_id, "courseid": spec.course_id}])
+                        done += 1
+                    except InvalidParameterError:
+                        log.warning("user %s no longer exists in Moodle; nothing to unenrol", user_id)
+            activity.heartbeat(start)
+        return done
+
+    @activity.defn
+    @moodle_errors
+    async def plan_archive(self, spec: ArchivePlanInput) -> ArchivePlan:
+        """The course's students to unenrol at archive; anyone who also teaches stays."""
+        students: list[int] = []
+        kept = 0
+        for user in await self._enrolled(spec.course_id):
+            roles = {r["roleid"] for r in user.get("roles", [])}
+            if spec.instructor_role_id in roles:
+                kept += 1
+            elif spec.student_role_id in roles:
+                students.append(user["id"])
+        return ArchivePlan(student_user_ids=students, instructors_kept=kept)
+
+    # --- users ---------------------------------------------------------------------------------------
+
+    async def _lookup(self, participant: Participant, field: str | None = None) -> User | None:
+        field = field or self.settings.moodle_user_match_field
+        if field == "email":
+            # Moodle matches email exactly; an address that differs only in case is the same person.
+            values = list(dict.fromkeys([participant.email, participant.email.lower()]))
+            wanted = participant.email.lower()
+            users = await self.moodle.get_users_by_field("email", values)
+            users = [u for u in users if str(u.get("email", "")).lower() == wanted]
+        else:
+            users = await self.moodle.get_users_by_field("username", [participant.username])
+        return min(users, key=lambda u: u["id"]) if users else None
+
+    @activity.defn
+    @moodle_errors
+    async def find_user(self, spec: FindUserInput) -> int | None:
+        user = await self._lookup(spec.participant)
+        return user["id"] if user else None
+
+    @activity.defn
+    @moodle_errors
+    async def ensure_user(self, spec: EnsureUserInput) -> UserRef:
+        """The participant's Moodle account, created (with MOODLE_USER_AUTH) when none matches."""
+        p = spec.participant
+        user = await self._lookup(p)
+        if user:
+            return UserRef(user_id=user["id"], created=False)
+        auth = self.settings.moodle_user_auth
+        new_user: dict[str, str | int] = {"username": p.username, "firstname": p.first_name, "lastname": p.last_name,
+                    "email": p.email, "auth": auth}
+        if auth == "manual":
+            # Manual accounts need a password: Moodle generates one and mails it to the user.
+            new_user["createpassword"] = 1
+        try:
+            created = await self.moodle.create_users([new_user])  # type: ignore[list-item]
+        except InvalidParameterError as error:
+            # Maybe a parallel run created the account a moment ago, or the data clashes with another one.
+            user = await self._lookup(p)
+            if user:
+                return UserRef(user_id=user["id"], created=False)
+            raise await self._explain_create_failure(p, error) from None
+        return UserRef(user_id=created[0]["id"], created=True)
+
+    async def _explain_create_failure(self, p: Participant, error: InvalidParameterError) -> Exception:
+        match_field = self.settings.moodle_user_match_field
+        other_field = "username" if match_field == "email" else "email"
+        other = await self._lookup(p, other_field)
+        if other:
+            return sync_error(
+                f"User not found in Moodle by {match_field} {getattr(p, match_field)!r}, and it cannot be created "
+                f"for {p.label}: Moodle account {other['id']} already has the {other_field} "
+                f"{other.get(other_field)!r} (with {match_field} {other.get(match_field)!r}). Check "
+                "MOODLE_USER_MATCH_FIELD. Do email/username match in both systems?",
+                "UserConflictError", participant_id=p.id, moodle_user_id=other["id"],
+            )
+        return sync_error(
+            f"User creation fails for {p.label}: {error.detail} MOODLE_USER_AUTH must match the auth plugin in "
+            f"Moodle (e.g. ldap); it is {self.settings.moodle_user_auth!r}. Otherwise Moodle refused one of the "
+            "participant's values (username, email, names).",
+            "UserCreationError", participant_id=p.id, errorcode=error.errorcode,
+        )
+
+    def all(self) -> list:
+        """Every activity, for the worker to register."""
+        return [self.load_sync_config, self.find_event_course, self.prepare_course, self.hide_course,
+                self.delete_course, self.plan_deployment, self.enrol_user, self.unenrol_users,
+                self.plan_archive, self.find_user, self.ensure_user]

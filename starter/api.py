@@ -1,0 +1,226 @@
+"""The OpenVLE backend's API: start the workflows, read progress, re-run, search Moodle courses.
+
+The backend already holds a `temporalio.client.Client` (connected with this service's data converter,
+see `temporal_client.connect`) and calls these coroutines with it::
+
+    handle = await starter.deploy_event(client, event)
+    result = await handle.result()
+
+Every function validates its input first (`models.InputError` names the field and participant) and
+starts nothing on bad input, so nothing is left half-done in Moodle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from models import Event, Participant, parse_event, parse_participant
+from moodle import client_from_settings
+from settings import Settings, get_settings
+from workflows import ArchiveEvent, ChangeParticipant, DeleteEvent, DeployEvent
+from workflows import ids
+from workflows.types import (
+    Action,
+    ArchiveResult,
+    ChangeRequest,
+    ChangeResult,
+    DeleteResult,
+    DeployInput,
+    DeployResult,
+    EventRef,
+    Progress,
+    SubtaskState,
+)
+
+EventLike = Event | Mapping[str, Any]
+ParticipantLike = Participant | Mapping[str, Any]
+
+# A second start of the same work joins the run that is going; a finished or failed one may run again.
+_START = {
+    "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+    "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+}
+
+
+def _attributes(event_id: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes([SearchAttributePair(ids.EVENT_ID_ATTRIBUTE, event_id)])
+
+
+def _queue(settings: Settings | None) -> str:
+    return (settings or get_settings()).temporal_task_queue
+
+
+async def deploy_event(client: Client, event: EventLike, *, settings: Settings | None = None
+                       ) -> WorkflowHandle[DeployEvent, DeployResult]:
+    """Start the deployment of an event (duplicate the template, create and enrol participants).
+
+    >>> handle = await deploy_event(client, {"id": "42", "name": "Linux Workshop", "slug": "linux-ws",
+    ...                                      "moodle_course_id": 17, "participants": [...]})
+    >>> (await handle.result()).course_id
+    """
+    ev = parse_event(event)
+    return await client.start_workflow(
+        DeployEvent.run, DeployInput(event=ev), id=ids.deploy_id(ev.id), task_queue=_queue(settings),
+        search_attributes=_attributes(ev.id),
+        static_summary=f"Deploy event {ev.id} ({ev.name}) to Moodle",
+        static_details=f"Event **{ev.id}** `{ev.slug}`: {len(ev.participants)} participants, "
+                       f"template course {ev.moodle_course_id}",
+        **_START,  # type: ignore[arg-type]
+    )
+
+
+async def _change(client: Client, action: Action, event: EventLike, participant: ParticipantLike,
+                  settings: Settings | None) -> WorkflowHandle[ChangeParticipant, ChangeResult]:
+    ev, p = parse_event(event), parse_participant(participant)
+    change = ChangeRequest(action=action, event_id=ev.id, moodle_course_id=ev.moodle_course_id, participant=p)
+    # Signal-with-start: changes of one participant queue in one workflow and never race.
+    return await client.start_workflow(
+        ChangeParticipant.run, change, id=ids.participant_id(ev.id, p.id), task_queue=_queue(settings),
+        start_signal="request", start_signal_args=[change], search_attributes=_attributes(ev.id),
+        static_summary=f"{action.capitalize()} participant {p.id} of event {ev.id}",
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+
+
+async def add_participant(client: Client, event: EventLike, participant: ParticipantLike, *,
+                          settings: Settings | None = None) -> WorkflowHandle[ChangeParticipant, ChangeResult]:
+    """A participant joined an active event: create them in Moodle if needed and enrol them.
+
+    >>> await add_participant(client, event, {"id": "p-3", "username": "carol", "email": "carol@example.com",
+    ...                                       "first_name": "Carol", "last_name": "King", "role": "student"})
+    """
+    return await _change(client, Action.ADD, event, participant, settings)
+
+
+async def remove_participant(client: Client, event: EventLike, participant: ParticipantLike, *,
+                             settings: Settings | None = None) -> WorkflowHandle[ChangeParticipant, ChangeResult]:
+    """A participant left an active event: unenrol them (Moodle drops their grades in that course).
+
+    >>> await remove_participant(client, event, {"id": "p-3", ...})
+    """
+    return await _change(client, Action.REMOVE, event, participant, settings)
+
+
+def _ref(event: EventLike) -> EventRef:
+    if isinstance(event, Mapping):
+        # Archive and delete need only the id and the mapping; the rest of the event may be stale.
+        ev = parse_event({"name": "-", "slug": "-", **event, "participants": []})
+    else:
+        ev = event
+    return EventRef(event_id=ev.id, moodle_course_id=ev.moodle_course_id)
+
+
+async def archive_event(client: Client, event: EventLike, *, settings: Settings | None = None
+                        ) -> WorkflowHandle[ArchiveEvent, ArchiveResult]:
+    """The event ended: unenrol its students, keep its instructors, hide the course.
+
+    >>> await (await archive_event(client, event)).result()
+    """
+    ref = _ref(event)
+    return await client.start_workflow(
+        ArchiveEvent.run, ref, id=ids.archive_id(ref.event_id), task_queue=_queue(settings),
+        search_attributes=_attributes(ref.event_id), static_summary=f"Archive event {ref.event_id} in Moodle",
+        **_START,  # type: ignore[arg-type]
+    )
+
+
+async def delete_event(client: Client, event: EventLike, *, settings: Settings | None = None
+                       ) -> WorkflowHandle[DeleteEvent, DeleteResult]:
+    """The event was deleted: delete its course if MOODLE_DELETE_COURSE_ON_EVENT_DELETE is true.
+
+    >>> (await (await delete_event(client, event)).result()).deleted
+    """
+    ref = _ref(event)
+    return await client.start_workflow(
+        DeleteEvent.run, ref, id=ids.delete_id(ref.event_id), task_queue=_queue(settings),
+        search_attributes=_attributes(ref.event_id), static_summary=f"Delete event {ref.event_id} in Moodle",
+        **_START,  # type: ignore[arg-type]
+    )
+
+
+class DeploymentNotFound(LookupError):
+    """No deployment of that event was ever started."""
+
+
+async def rerun_deployment(client: Client, event_id: str, *, settings: Settings | None = None
+                           ) -> WorkflowHandle[DeployEvent, DeployResult]:
+    """Start the event's last deployment again under its id, with the same event; it only does what is
+    missing (accounts and enrolments already in Moodle are skipped without a write or a mail).
+
+    >>> await (await rerun_deployment(client, "42")).result()
+    """
+    handle = client.get_workflow_handle(ids.deploy_id(event_id))
+    try:
+        history = await handle.fetch_history()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise DeploymentNotFound(f"event {event_id} has no deployment to re-run; deploy it first") from None
+        raise
+    started = history.events[0].workflow_execution_started_event_attributes
+    (request,) = await client.data_converter.decode(started.input.payloads, [DeployInput])
+    return await deploy_event(client, request.event, settings=settings)
+
+
+async def get_progress(client: Client, event_id: str) -> Progress:
+    """The deployment's task and its subtasks (one per participant), live while it runs.
+
+    >>> p = await get_progress(client, "42"); print(p.state, p.done, "/", p.total)
+    """
+    handle = client.get_workflow_handle_for(DeployEvent.run, ids.deploy_id(event_id))
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise DeploymentNotFound(f"event {event_id} has no deployment yet") from None
+        raise
+    progress = await handle.query(DeployEvent.progress)
+    status = description.status or WorkflowExecutionStatus.RUNNING
+    progress.state = status.name.lower().replace("timed_out", "timed out")
+    # Large deployments run in child workflows: ask those that are running for their subtasks.
+    for child_id in progress.batches_running:
+        try:
+            rows = await client.get_workflow_handle(child_id).query("progress", result_type=list[dict])
+        except RPCError:
+            continue
+        by_id = {o.id: o for o in progress.participants}
+        for row in rows:
+            outcome = by_id.get(row["id"])
+            if outcome is not None:
+                outcome.state, outcome.error = SubtaskState(row["state"]), row.get("error")
+    if status == WorkflowExecutionStatus.RUNNING:
+        await _add_waiting_reasons(progress, description)
+    counts = {s: sum(1 for o in progress.participants if o.state == s) for s in SubtaskState}
+    progress.done, progress.failed = counts[SubtaskState.DONE], counts[SubtaskState.FAILED]
+    progress.running, progress.pending = counts[SubtaskState.RUNNING], counts[SubtaskState.PENDING]
+    return progress
+
+
+async def _add_waiting_reasons(progress: Progress, description: Any) -> None:
+    """Activities being retried (Moodle down, say) tell why the run is waiting."""
+    waiting = []
+    for pending in description.raw_description.pending_activities:
+        if pending.attempt > 1 and pending.HasField("last_failure"):
+            waiting.append(f"{pending.activity_type.name} attempt {pending.attempt}: {pending.last_failure.message}")
+    if waiting:
+        progress.message = f"waiting on {len(waiting)} retried Moodle call(s); last error: {waiting[0]}"
+
+
+async def search_courses(text: str, *, settings: Settings | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Moodle courses whose name matches, for the course-mapping screen (the guide's GET /v1/moodle/courses).
+
+    >>> await search_courses("Linux")
+    [{'id': 2, 'shortname': 'tpl-linux-101', 'fullname': 'Linux 101 Template'}]
+    """
+    settings = settings or get_settings()
+    async with client_from_settings(settings) as moodle:
+        if text.strip():
+            courses = (await moodle.search_courses(text.strip(), perpage=limit))["courses"]
+        else:
+            courses = [c for c in await moodle.get_courses() if c.get("format") != "site"][:limit]
+    return [{"id": c["id"], "shortname": c["shortname"], "fullname": c["fullname"]} for c in courses]

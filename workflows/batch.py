@@ -1,0 +1,82 @@
+"""Create-and-enrol of a share of an event's participants: one activity pair per participant.
+
+Runs inside DeployEvent for small events, and as the child workflow `DeployBatch` for large ones, so
+that no single history grows past a few thousand events whatever the size of the event."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.moodle_sync import MoodleSyncActivities
+    from activities.types import EnrolInput, EnsureUserInput
+    from models import Participant
+
+from .common import describe, is_configuration_error, per_user
+from .types import BatchInput, BatchResult, ParticipantOutcome, SubtaskState
+
+BATCH_SIZE = 500
+"""Participants per child workflow: about 3,500 history events each, 500 activities pending at most."""
+
+
+async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutcome]) -> None:
+    """Ensure each participant's account and enrolment; a participant that fails fails alone.
+
+    A configuration error (bad token, missing function) is raised: no participant could succeed."""
+    options = per_user(batch.sync_timeout_s, batch.retry_max_interval_s)
+
+    async def one(p: Participant) -> None:
+        outcome = status[p.id]
+        outcome.state = SubtaskState.RUNNING
+        role_id = batch.role_ids[p.role]
+        try:
+            user = await workflow.execute_activity_method(
+                MoodleSyncActivities.ensure_user, EnsureUserInput(participant=p), **options
+            )
+            outcome.moodle_user_id, outcome.user_created = user.user_id, user.created
+            enrolled = await workflow.execute_activity_method(
+                MoodleSyncActivities.enrol_user,
+                EnrolInput(
+                    course_id=batch.course_id,
+                    user_id=user.user_id,
+                    role_id=role_id,
+                    # On a course this run made, nobody can hold another role yet and no teacher can
+                    # trigger welcome mails before the instructor phase: no checks needed.
+                    other_role_ids=[] if batch.fresh_course else [r for r in batch.role_ids.values() if r != role_id],
+                    participant_id=p.id,
+                    course_may_have_teacher=not batch.fresh_course,
+                ),
+                **options,
+            )
+            outcome.enrolled = enrolled.enrolled
+            outcome.state = SubtaskState.DONE
+        except ActivityError as error:
+            if is_configuration_error(error):
+                raise
+            message, kind = describe(error)
+            outcome.state, outcome.error, outcome.error_type = SubtaskState.FAILED, f"{p.label}: {message}", kind
+
+    await asyncio.gather(*(one(p) for p in batch.participants))
+
+
+@workflow.defn(name="DeployBatch")
+class DeployBatch:
+    """Child of DeployEvent for large events: one share of the participants."""
+
+    def __init__(self) -> None:
+        self._status: dict[str, ParticipantOutcome] = {}
+
+    @workflow.run
+    async def run(self, batch: BatchInput) -> BatchResult:
+        self._status = {
+            p.id: ParticipantOutcome(id=p.id, role=str(p.role)) for p in batch.participants
+        }
+        await sync_participants(batch, self._status)
+        return BatchResult(participants=list(self._status.values()))
+
+    @workflow.query
+    def progress(self) -> list[ParticipantOutcome]:
+        return list(self._status.values())

@@ -1,0 +1,82 @@
+"""What the workflows share: reading the worker's config, activity options, and error wording."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import NotRequired, TypedDict
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.errors import CONFIGURATION_ERRORS
+    from activities.moodle_sync import MoodleSyncActivities
+    from activities.types import SyncConfig
+
+
+class ActivityOptions(TypedDict):
+    start_to_close_timeout: timedelta
+    retry_policy: RetryPolicy
+    heartbeat_timeout: NotRequired[timedelta]
+
+
+def retry_policy(max_interval_s: float) -> RetryPolicy:
+    """Transient failures (Moodle down, timeouts) are retried with backoff until Moodle is back;
+    errors a retry cannot fix are raised non-retryable by the activities and fail at once."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=max_interval_s),
+    )
+
+
+async def load_config() -> SyncConfig:
+    """The worker's settings for this run, recorded in history (a local activity: no Moodle call)."""
+    return await workflow.execute_local_activity_method(
+        MoodleSyncActivities.load_sync_config, start_to_close_timeout=timedelta(seconds=10)
+    )
+
+
+def per_user(sync_timeout_s: float, retry_max_interval_s: float) -> ActivityOptions:
+    """Options of a per-user activity: MOODLE_SYNC_TIMEOUT for each attempt."""
+    return {
+        "start_to_close_timeout": timedelta(seconds=sync_timeout_s),
+        "retry_policy": retry_policy(retry_max_interval_s),
+    }
+
+
+def quick(config: SyncConfig) -> ActivityOptions:
+    return per_user(config.sync_timeout_s, config.retry_max_interval_s)
+
+
+def slow(config: SyncConfig) -> ActivityOptions:
+    """Options of a course-wide activity (duplicate, delete, list): MOODLE_COURSE_TIMEOUT."""
+    return {
+        "start_to_close_timeout": timedelta(seconds=config.course_timeout_s),
+        "heartbeat_timeout": timedelta(seconds=max(config.course_timeout_s, 60)),
+        "retry_policy": retry_policy(config.retry_max_interval_s),
+    }
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost failure of an activity or child workflow error."""
+    while isinstance(error, (ActivityError, ChildWorkflowError)) and error.cause is not None:
+        error = error.cause
+    return error
+
+
+def describe(error: BaseException) -> tuple[str, str]:
+    """(message, type) of a failure, as shown to operators."""
+    cause = root_cause(error)
+    if isinstance(cause, ApplicationError):
+        return cause.message, cause.type or "ApplicationError"
+    if isinstance(cause, FailureError):
+        return cause.message, type(cause).__name__
+    return str(cause), type(cause).__name__
+
+
+def is_configuration_error(error: BaseException) -> bool:
+    """A bad token, a missing function, a wrong URL: no participant can succeed, stop the run."""
+    cause = root_cause(error)
+    return isinstance(cause, ApplicationError) and cause.type in CONFIGURATION_ERRORS

@@ -1,0 +1,42 @@
+"""DeleteEvent: the Moodle course goes only when MOODLE_DELETE_COURSE_ON_EVENT_DELETE is true."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.moodle_sync import MoodleSyncActivities
+
+from .common import load_config, quick, slow
+from .types import DeleteResult, EventRef
+
+
+@workflow.defn(name="DeleteEvent")
+class DeleteEvent:
+    @workflow.run
+    async def run(self, event: EventRef) -> DeleteResult:
+        result = DeleteResult(event_id=event.event_id)
+        config = await load_config()
+        if not config.enabled:
+            result.skipped_reason = "Moodle integration is disabled (MOODLE_ENABLED is false); nothing was done"
+            return result
+        if event.moodle_course_id is None:
+            result.skipped_reason = "the event's environment has no Moodle course (moodle_course_id is null)"
+            return result
+        course = await workflow.execute_activity_method(
+            MoodleSyncActivities.find_event_course, event.event_id, **quick(config)
+        )
+        result.course_id = course.id if course else None
+        if course is None:
+            result.note = f"no Moodle course carries event {event.event_id}'s mark; nothing to delete"
+        elif not config.delete_course_on_event_delete:
+            result.kept = True
+            result.note = (f"Moodle course {course.id} kept: MOODLE_DELETE_COURSE_ON_EVENT_DELETE is false "
+                           "(the default)")
+        else:
+            workflow.set_current_details(f"Event {event.event_id}: deleting Moodle course {course.id}")
+            await workflow.execute_activity_method(MoodleSyncActivities.delete_course, course.id, **slow(config))
+            result.deleted = True
+            result.note = f"Moodle course {course.id} deleted"
+        workflow.set_current_details(f"Event {event.event_id}: {result.note}")
+        return result

@@ -1,0 +1,169 @@
+"""DeployEvent: the event's Moodle course, copied from the template, holding exactly its participants."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.moodle_sync import MoodleSyncActivities
+    from activities.types import MatchKey, PlanInput, PrepareCourseInput, SyncConfig
+    from models import Event, Participant, Role
+
+from . import ids
+from .batch import BATCH_SIZE, DeployBatch, sync_participants
+from .common import load_config, slow
+from .types import (
+    BatchInput,
+    BatchResult,
+    DeployInput,
+    DeployResult,
+    ParticipantOutcome,
+    Progress,
+    SubtaskState,
+)
+
+
+@workflow.defn(name="DeployEvent")
+class DeployEvent:
+    """Event start: duplicate the template, then create and enrol every participant.
+
+    Students are enrolled before instructors: Moodle mails a welcome to every student enrolled into a
+    course that has a teacher, on every enrol call, so enrolling students first means a deployment and
+    its retries send no welcome mail at all."""
+
+    def __init__(self) -> None:
+        self._event_id = ""
+        self._stage = "starting"
+        self._course_id: int | None = None
+        self._status: dict[str, ParticipantOutcome] = {}
+        self._batches_running: list[str] = []
+
+    @workflow.run
+    async def run(self, request: DeployInput) -> DeployResult:
+        event = request.event
+        self._event_id = event.id
+        self._status = {p.id: ParticipantOutcome(id=p.id, role=str(p.role)) for p in event.participants}
+        config = await load_config()
+        if not config.enabled:
+            return self._skipped("Moodle integration is disabled (MOODLE_ENABLED is false); nothing was done")
+        if event.moodle_course_id is None:
+            return self._skipped("the event's environment has no Moodle course (moodle_course_id is null)")
+
+        self._set_stage("duplicating the template course")
+        course = await workflow.execute_activity_method(
+            MoodleSyncActivities.prepare_course,
+            PrepareCourseInput(event_id=event.id, name=event.name, slug=event.slug,
+                               template_course_id=event.moodle_course_id, visible=config.course_visible),
+            **slow(config),
+        )
+        self._course_id = course.id
+
+        if not course.created and event.participants:
+            self._set_stage("reading the course's enrolments")
+            plan = await workflow.execute_activity_method(
+                MoodleSyncActivities.plan_deployment,
+                PlanInput(course_id=course.id, match_field=config.match_field, keys=[
+                    MatchKey(p.id, p.username, p.email, role_ids(config)[p.role]) for p in event.participants
+                ]),
+                **slow(config),
+            )
+            for participant_id, user_id in plan.done.items():
+                outcome = self._status[participant_id]
+                outcome.state, outcome.moodle_user_id = SubtaskState.DONE, user_id
+
+        todo = [p for p in event.participants if self._status[p.id].state == SubtaskState.PENDING]
+        for role in (Role.STUDENT, Role.INSTRUCTOR):
+            group = [p for p in todo if p.role == role]
+            if group:
+                self._set_stage(f"enrolling {role}s")
+                await self._sync(event, group, role, course.created, config, many=len(todo) > BATCH_SIZE)
+
+        result = DeployResult(
+            event_id=event.id, course_id=course.id, course_shortname=course.shortname,
+            course_created=course.created, total=len(self._status),
+            done=self._count(SubtaskState.DONE), failed=self._count(SubtaskState.FAILED),
+            participants=list(self._status.values()),
+        )
+        if result.failed:
+            self._set_stage(f"finished with {result.failed} failed participant(s)")
+            first = next(o for o in result.participants if o.state == SubtaskState.FAILED)
+            raise ApplicationError(
+                f"{result.failed} of {result.total} participants could not be synchronised to Moodle course "
+                f"{course.id}; the others are done. First error: {first.error} Fix the cause, then re-run the "
+                "deployment (python -m starter rerun --event-id ...): it only does what is missing.",
+                result, type="DeploymentIncomplete", non_retryable=True,
+            )
+        self._set_stage("done")
+        return result
+
+    async def _sync(self, event: Event, group: Sequence[Participant], role: Role, fresh: bool,
+                    config: SyncConfig, *, many: bool) -> None:
+        assert self._course_id is not None
+
+        def batch_of(participants: Sequence[Participant]) -> BatchInput:
+            return BatchInput(
+                event_id=event.id, course_id=self._course_id or 0, participants=list(participants),
+                role_ids=role_ids(config), fresh_course=fresh,
+                sync_timeout_s=config.sync_timeout_s, retry_max_interval_s=config.retry_max_interval_s,
+            )
+
+        if not many:
+            await sync_participants(batch_of(group), self._status)
+            return
+        for p in group:
+            self._status[p.id].state = SubtaskState.RUNNING
+
+        async def child(index: int, share: Sequence[Participant]) -> None:
+            child_id = ids.batch_id(event.id, f"{role}s", index)
+            self._batches_running.append(child_id)
+            try:
+                result: BatchResult = await workflow.execute_child_workflow(
+                    DeployBatch.run, batch_of(share), id=child_id,
+                    static_summary=f"Event {event.id}: {len(share)} {role}s (batch {index + 1})",
+                )
+            finally:
+                self._batches_running.remove(child_id)
+            for outcome in result.participants:
+                self._status[outcome.id] = outcome
+            self._set_stage(self._stage)
+
+        shares = [group[i:i + BATCH_SIZE] for i in range(0, len(group), BATCH_SIZE)]
+        await asyncio.gather(*(child(i, share) for i, share in enumerate(shares)))
+
+    def _skipped(self, reason: str) -> DeployResult:
+        for outcome in self._status.values():
+            outcome.state = SubtaskState.SKIPPED
+        self._set_stage(f"skipped: {reason}")
+        return DeployResult(event_id=self._event_id, skipped_reason=reason, total=len(self._status),
+                            participants=list(self._status.values()))
+
+    def _count(self, state: SubtaskState) -> int:
+        return sum(1 for o in self._status.values() if o.state == state)
+
+    def _set_stage(self, stage: str) -> None:
+        self._stage = stage
+        workflow.set_current_details(
+            f"Event {self._event_id}: {stage}"
+            + (f" (Moodle course {self._course_id})" if self._course_id else "")
+            + f"; {self._count(SubtaskState.DONE)}/{len(self._status)} participants done"
+        )
+
+    @workflow.query
+    def progress(self) -> Progress:
+        counts = {state: self._count(state) for state in SubtaskState}
+        return Progress(
+            workflow_id=workflow.info().workflow_id, kind="deploy", event_id=self._event_id,
+            stage=self._stage, course_id=self._course_id, total=len(self._status),
+            done=counts[SubtaskState.DONE], failed=counts[SubtaskState.FAILED],
+            running=counts[SubtaskState.RUNNING], pending=counts[SubtaskState.PENDING],
+            participants=list(self._status.values()), batches_running=list(self._batches_running),
+        )
+
+
+def role_ids(config: SyncConfig) -> dict[str, int]:
+    return {Role.STUDENT: config.student_role_id, Role.INSTRUCTOR: config.instructor_role_id}
+
