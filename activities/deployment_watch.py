@@ -9,8 +9,6 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.ids import deploy_id
-
 POLL_SECONDS = 1.0
 
 
@@ -19,9 +17,9 @@ class DeploymentWatch:
         self.client = client
 
     @activity.defn
-    async def wait_for_deployment(self, event_id: str) -> str:
-        """Return once no deployment of the event is running; the status of the last one, or "none"."""
-        handle = self.client.get_workflow_handle(deploy_id(event_id))
+    async def wait_for_deployment(self, deploy_workflow_id: str) -> str:
+        """Return once the deployment workflow is not running; the status of its last run, or "none"."""
+        handle = self.client.get_workflow_handle(deploy_workflow_id)
         while True:
             try:
                 description = await handle.describe()

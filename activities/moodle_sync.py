@@ -9,6 +9,7 @@ enrolment or mail.
 from __future__ import annotations
 
 import logging
+import re
 
 from temporalio import activity
 
@@ -48,6 +49,19 @@ def pending_shortname(event_id: str) -> str:
 
     Unique to the event, so a copy left behind by a crash is found again and finished, never doubled."""
     return f"openvle-pending-{event_id}"
+
+
+def email_spellings(email: str, *, thorough: bool = False) -> list[str]:
+    """Spellings of an address to ask Moodle for (it compares emails exactly, case included)."""
+    spellings = [email, email.lower()]
+    if thorough:
+        local, _, domain = email.lower().partition("@")
+        title = re.sub(r"(^|[._-])([a-z])", lambda m: m.group(1) + m.group(2).upper(), local)
+        for name in (local, title, local.capitalize(), local.upper()):
+            for host in (domain, domain.capitalize(), re.sub(r"(^|\.)([a-z])", lambda m: m.group(1)
+                                                             + m.group(2).upper(), domain), domain.upper()):
+                spellings.append(f"{name}@{host}")
+    return list(dict.fromkeys(spellings))
 
 
 class MoodleSyncActivities:
@@ -264,11 +278,14 @@ class MoodleSyncActivities:
 
     # --- users ---------------------------------------------------------------------------------------
 
-    async def _lookup(self, participant: Participant, field: str | None = None) -> User | None:
+    async def _lookup(self, participant: Participant, field: str | None = None, *, thorough: bool = False
+                      ) -> User | None:
         field = field or self.settings.moodle_user_match_field
         if field == "email":
-            # Moodle matches email exactly; an address that differs only in case is the same person.
-            values = list(dict.fromkeys([participant.email, participant.email.lower()]))
+            # Moodle matches email exactly, but an address that differs only in case is the same person.
+            # The usual spellings are asked at once; the thorough look (after Moodle refused to create
+            # the account, which it does for an existing address in any case) asks the rarer ones too.
+            values = email_spellings(participant.email, thorough=thorough)
             wanted = participant.email.lower()
             users = await self.moodle.get_users_by_field("email", values)
             users = [u for u in users if str(u.get("email", "")).lower() == wanted]
@@ -299,8 +316,9 @@ class MoodleSyncActivities:
         try:
             created = await self.moodle.create_users([new_user])  # type: ignore[list-item]
         except InvalidParameterError as error:
-            # Maybe a parallel run created the account a moment ago, or the data clashes with another one.
-            user = await self._lookup(p)
+            # Maybe a parallel run created the account a moment ago, the address exists in another letter
+            # case, or the data clashes with another account.
+            user = await self._lookup(p, thorough=True)
             if user:
                 return UserRef(user_id=user["id"], created=False)
             raise await self._explain_create_failure(p, error) from None
@@ -321,7 +339,8 @@ class MoodleSyncActivities:
         return sync_error(
             f"User creation fails for {p.label}: {error.detail} MOODLE_USER_AUTH must match the auth plugin in "
             f"Moodle (e.g. ldap); it is {self.settings.moodle_user_auth!r}. Otherwise Moodle refused one of the "
-            "participant's values (username, email, names).",
+            f"participant's values: username {p.username!r}, email {p.email!r} (an account may already use this "
+            "address in an unusual letter case, which Moodle's API cannot search for), or the names.",
             "UserCreationError", participant_id=p.id, errorcode=error.errorcode,
         )
 

@@ -7,6 +7,7 @@ import copy
 import json
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -20,7 +21,9 @@ from .service import Service, is_write
 from .site import Site
 
 REST_PATH = "/webservice/rest/server.php"
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class FakeMoodle:
@@ -116,7 +119,7 @@ class FakeMoodle:
 
     # -- ASGI -------------------------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
@@ -141,7 +144,7 @@ class FakeMoodle:
         else:
             await _respond(send, 404, "Not found", "text/plain")
 
-    async def _rest(self, scope: Scope, body: bytes, send: Any) -> None:
+    async def _rest(self, scope: Scope, body: bytes, send: Send) -> None:
         pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         raw = parse_form(pairs)
@@ -153,7 +156,7 @@ class FakeMoodle:
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
-            outage = faults.outage
+            outage: str | None = faults.outage
             if outage is None and faults.fail_rate > 0 and self._rng.random() < faults.fail_rate:
                 outage = self._rng.choice(["503", "drop"])
             if outage is not None:
@@ -201,7 +204,7 @@ class DroppedConnection(httpx.RemoteProtocolError):
     """Raised by the app to drop the connection (in-process clients see it as-is)."""
 
 
-async def _drop(scope: Scope, send: Any, *, refused: bool) -> None:
+async def _drop(scope: Scope, send: Send, *, refused: bool) -> None:
     """Make the client see a broken connection.
 
     In-process (httpx.ASGITransport) the exception reaches the client unchanged. Over HTTP (uvicorn) the
@@ -215,7 +218,7 @@ async def _drop(scope: Scope, send: Any, *, refused: bool) -> None:
     raise DroppedConnection("Server disconnected without sending a response.", request=request)
 
 
-async def _read_body(receive: Any) -> bytes:
+async def _read_body(receive: Receive) -> bytes:
     chunks = []
     while True:
         message = await receive()
@@ -227,7 +230,7 @@ async def _read_body(receive: Any) -> bytes:
     return b"".join(chunks)
 
 
-async def _respond(send: Any, status: int, text: str, content_type: str) -> None:
+async def _respond(send: Send, status: int, text: str, content_type: str) -> None:
     body = text.encode("utf-8")
     await send(
         {
@@ -242,7 +245,7 @@ async def _respond(send: Any, status: int, text: str, content_type: str) -> None
     await send({"type": "http.response.body", "body": body})
 
 
-async def _lifespan(receive: Any, send: Any) -> None:
+async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":

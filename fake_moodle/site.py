@@ -106,12 +106,13 @@ class Site:
         try:
             yield
         except BaseException:
-            log, self._undo = self._undo, None
+            log, self._undo = self._undo or [], None
             for undo in reversed(log):
                 undo()
             raise
         finally:
-            log, self._undo = self._undo, outer
+            log = self._undo or []
+            self._undo = outer
         if outer is not None:
             outer.extend(log)
 
@@ -274,4 +275,4 @@ class Site:
 
     def send(self, message: Message) -> None:
         self.messages.append(message)
-        self._log(self.messages.pop)
+        self._log(lambda: self.messages.remove(message))

@@ -133,7 +133,7 @@ class MoodleClient:
     """Moodle's REST web services, one method per function.
 
     ``MoodleClient("https://moodle.example.com", token)``; use as ``async with`` or call `aclose`.
-    Pass ``http`` to share a pool or to plug in a test transport.
+    Pass ``http`` to share a pool, or ``transport`` to plug in a test transport (the simulator in-process).
     """
 
     def __init__(
@@ -145,6 +145,7 @@ class MoodleClient:
         verify_ssl: bool = True,
         max_connections: int = 20,
         http: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._token = token
@@ -155,6 +156,7 @@ class MoodleClient:
             verify=verify_ssl,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers={"Accept": "application/json"},
+            transport=transport,
         )
 
     def __repr__(self) -> str:  # never shows the token

@@ -85,7 +85,7 @@ class MoodleConnectionError(MoodleError):
         self.reason = reason
         super().__init__(
             f"Failed to connect to Moodle at {url}"
-            + (f" ({function})" if function else "") + f": {reason}.",
+            + (f" ({function})" if function else "") + f": {reason.rstrip('.')}.",
             function=function,
             fix=CONNECTION_FIX,
         )

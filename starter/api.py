@@ -16,14 +16,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from models import Event, Participant, parse_event, parse_participant
 from moodle import client_from_settings
 from settings import Settings, get_settings
-from workflows import ArchiveEvent, ChangeParticipant, DeleteEvent, DeployEvent
-from workflows import ids
+from workflows import ArchiveEvent, ChangeParticipant, DeleteEvent, DeployEvent, ids
 from workflows.types import (
     Action,
     ArchiveResult,
@@ -41,10 +45,8 @@ EventLike = Event | Mapping[str, Any]
 ParticipantLike = Participant | Mapping[str, Any]
 
 # A second start of the same work joins the run that is going; a finished or failed one may run again.
-_START = {
-    "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
-    "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-}
+JOIN_RUNNING = WorkflowIDConflictPolicy.USE_EXISTING
+RUN_AGAIN = WorkflowIDReusePolicy.ALLOW_DUPLICATE
 
 
 def _attributes(event_id: str) -> TypedSearchAttributes:
@@ -70,7 +72,7 @@ async def deploy_event(client: Client, event: EventLike, *, settings: Settings |
         static_summary=f"Deploy event {ev.id} ({ev.name}) to Moodle",
         static_details=f"Event **{ev.id}** `{ev.slug}`: {len(ev.participants)} participants, "
                        f"template course {ev.moodle_course_id}",
-        **_START,  # type: ignore[arg-type]
+        id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
     )
 
 
@@ -83,8 +85,7 @@ async def _change(client: Client, action: Action, event: EventLike, participant:
         ChangeParticipant.run, change, id=ids.participant_id(ev.id, p.id), task_queue=_queue(settings),
         start_signal="request", start_signal_args=[change], search_attributes=_attributes(ev.id),
         static_summary=f"{action.capitalize()} participant {p.id} of event {ev.id}",
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
     )
 
 
@@ -108,11 +109,8 @@ async def remove_participant(client: Client, event: EventLike, participant: Part
 
 
 def _ref(event: EventLike) -> EventRef:
-    if isinstance(event, Mapping):
-        # Archive and delete need only the id and the mapping; the rest of the event may be stale.
-        ev = parse_event({"name": "-", "slug": "-", **event, "participants": []})
-    else:
-        ev = event
+    # Archive and delete need only the id and the mapping; the rest of the event may be stale.
+    ev = parse_event({"name": "-", "slug": "-", **event, "participants": []}) if isinstance(event, Mapping) else event
     return EventRef(event_id=ev.id, moodle_course_id=ev.moodle_course_id)
 
 
@@ -126,7 +124,7 @@ async def archive_event(client: Client, event: EventLike, *, settings: Settings 
     return await client.start_workflow(
         ArchiveEvent.run, ref, id=ids.archive_id(ref.event_id), task_queue=_queue(settings),
         search_attributes=_attributes(ref.event_id), static_summary=f"Archive event {ref.event_id} in Moodle",
-        **_START,  # type: ignore[arg-type]
+        id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
     )
 
 
@@ -140,7 +138,7 @@ async def delete_event(client: Client, event: EventLike, *, settings: Settings |
     return await client.start_workflow(
         DeleteEvent.run, ref, id=ids.delete_id(ref.event_id), task_queue=_queue(settings),
         search_attributes=_attributes(ref.event_id), static_summary=f"Delete event {ref.event_id} in Moodle",
-        **_START,  # type: ignore[arg-type]
+        id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
     )
 
 

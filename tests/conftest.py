@@ -69,18 +69,15 @@ def settings() -> Settings:
 
 
 def moodle_for(fake: FakeMoodle, settings: Settings) -> MoodleClient:
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=fake), base_url=MOODLE_URL,
-                             timeout=settings.moodle_timeout)
-    return MoodleClient(MOODLE_URL, settings.moodle_token.get_secret_value(), http=http)
+    """A client that talks to the in-process simulator (its own pool, closed with the client)."""
+    return MoodleClient(MOODLE_URL, settings.moodle_token.get_secret_value(), timeout=settings.moodle_timeout,
+                        transport=httpx.ASGITransport(app=fake))
 
 
 @asynccontextmanager
 async def running_worker(client: Client, settings: Settings, fake: FakeMoodle) -> AsyncIterator[Worker]:
-    moodle = moodle_for(fake, settings)
-    worker = build_worker(client, settings, moodle)
-    async with worker:
+    async with moodle_for(fake, settings) as moodle, build_worker(client, settings, moodle) as worker:
         yield worker
-    await moodle._http.aclose()
 
 
 @pytest.fixture
@@ -107,3 +104,18 @@ def make_event(fake: FakeMoodle, participants: int = 4, *, instructors: int = 1,
                              "moodle_course_id": fake.site.template_course_id, "participants": people}
     event.update(extra)
     return event
+
+
+async def add_moodle_user(fake: FakeMoodle, *, username: str, email: str, firstname: str, lastname: str) -> Any:
+    """An account that exists in Moodle before the sync runs (created as an admin would, over REST)."""
+    async with moodle_for(fake, make_settings()) as moodle:
+        (created,) = await moodle.create_users([{"username": username, "email": email, "firstname": firstname,
+                                                 "lastname": lastname, "password": "Existing-Pass-1!"}])
+    return fake.site.users[created["id"]]
+
+
+async def add_moodle_course(fake: FakeMoodle, *, shortname: str, fullname: str, categoryid: int = 1) -> Any:
+    async with moodle_for(fake, make_settings()) as moodle:
+        (created,) = await moodle.create_courses([{"shortname": shortname, "fullname": fullname,
+                                                   "categoryid": categoryid}])
+    return fake.site.courses[created["id"]]

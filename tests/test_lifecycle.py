@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
@@ -9,7 +11,6 @@ import starter
 from fake_moodle import FakeMoodle
 from models import course_idnumber
 from settings import Settings
-
 from tests.conftest import make_event, make_settings, running_worker
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -104,8 +105,9 @@ async def test_event_without_moodle_mapping_is_a_no_op(client: Client, fake: Fak
     assert fake.calls == []
 
 
-async def _run(client: Client, kind: str, event: dict, settings: Settings):  # type: ignore[no-untyped-def]
+async def _run(client: Client, kind: str, event: dict, settings: Settings) -> Any:
     person = event["participants"][0]
+    handle: Any
     if kind == "deploy":
         handle = await starter.deploy_event(client, event, settings=settings)
     elif kind == "add":

@@ -11,6 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.moodle_sync import UNENROL_BATCH, MoodleSyncActivities
     from activities.types import ArchivePlanInput, UnenrolInput
 
+from . import ids
 from .common import load_config, quick, retry_policy, slow
 from .types import ArchiveResult, EventRef, Progress
 
@@ -34,7 +35,7 @@ class ArchiveEvent:
             return result
         self._set_stage("waiting for the event's deployment to finish")
         await workflow.execute_activity_method(
-            DeploymentWatch.wait_for_deployment, event.event_id,
+            DeploymentWatch.wait_for_deployment, ids.deploy_id(event.event_id),
             start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=timedelta(seconds=30),
             retry_policy=retry_policy(config.retry_max_interval_s),
         )

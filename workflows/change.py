@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.types import EnrolInput, EnsureUserInput, FindUserInput, SyncConfig, UnenrolInput
     from models import Role
 
+from . import ids
 from .common import load_config, quick, retry_policy
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
 
@@ -54,7 +55,7 @@ class ChangeParticipant:
 
         self._stage = "waiting for the event's deployment to finish"
         await workflow.execute_activity_method(
-            DeploymentWatch.wait_for_deployment, first.event_id,
+            DeploymentWatch.wait_for_deployment, ids.deploy_id(first.event_id),
             start_to_close_timeout=WAIT_FOR_DEPLOYMENT, heartbeat_timeout=timedelta(seconds=30),
             retry_policy=retry_policy(config.retry_max_interval_s),
         )

@@ -76,6 +76,12 @@ def describe(error: BaseException) -> tuple[str, str]:
     return str(cause), type(cause).__name__
 
 
+def as_run_failure(error: BaseException, doing: str) -> ApplicationError:
+    """A failure of the whole run that shows the real cause at the top, where the UI shows it first."""
+    message, kind = describe(error)
+    return ApplicationError(f"{doing} failed: {message}", type=kind, non_retryable=True)
+
+
 def is_configuration_error(error: BaseException) -> bool:
     """A bad token, a missing function, a wrong URL: no participant can succeed, stop the run."""
     cause = root_cause(error)

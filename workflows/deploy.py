@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.moodle_sync import MoodleSyncActivities
@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
 
 from . import ids
 from .batch import BATCH_SIZE, DeployBatch, sync_participants
-from .common import load_config, slow
+from .common import as_run_failure, load_config, slow
 from .types import (
     BatchInput,
     BatchResult,
@@ -44,7 +44,12 @@ class DeployEvent:
 
     @workflow.run
     async def run(self, request: DeployInput) -> DeployResult:
-        event = request.event
+        try:
+            return await self._deploy(request.event)
+        except (ActivityError, ChildWorkflowError) as error:
+            raise as_run_failure(error, f"Deployment of event {request.event.id}") from error
+
+    async def _deploy(self, event: Event) -> DeployResult:
         self._event_id = event.id
         self._status = {p.id: ParticipantOutcome(id=p.id, role=str(p.role)) for p in event.participants}
         config = await load_config()
