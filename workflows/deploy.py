@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
@@ -129,6 +130,7 @@ class DeployEvent:
                 result: BatchResult = await workflow.execute_child_workflow(
                     DeployBatch.run, batch_of(share), id=child_id,
                     static_summary=f"Event {event.id}: {len(share)} {role}s (batch {index + 1})",
+                    search_attributes=TypedSearchAttributes([SearchAttributePair(ids.EVENT_ID_ATTRIBUTE, event.id)]),
                 )
             finally:
                 self._batches_running.remove(child_id)

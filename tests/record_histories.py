@@ -1,0 +1,79 @@
+"""Record the histories that tests/test_replay.py replays: one or more runs of each workflow.
+
+    .venv/bin/python -m tests.record_histories
+
+Run it only when a workflow change is meant to be visible to running workflows (guarded by
+`workflow.patched`): keep the old files, add new ones, so both code paths stay tested."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+import starter
+from devserver import temporal_cli
+from fake_moodle import FakeMoodle
+from temporal_client import ensure_search_attributes
+from tests.conftest import TOKEN, add_moodle_user, make_event, make_settings, running_worker
+
+HERE = Path(__file__).parent / "histories"
+
+
+async def save(client: Client, workflow_id: str, name: str) -> None:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    (HERE / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+    print("recorded", name, len(history.events), "events")
+
+
+async def main() -> None:
+    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli(),
+                                                data_converter=pydantic_data_converter)
+    client = env.client
+    await ensure_search_attributes(client)
+    fake = FakeMoodle(token=TOKEN)
+    settings = make_settings(moodle_delete_course_on_event_delete=True)
+    async with running_worker(client, settings, fake):
+        event = make_event(fake, participants=5, instructors=1, event_id="rec-1")
+        await (await starter.deploy_event(client, event, settings=settings)).result()
+        await save(client, "moodle-deploy-rec-1", "deploy_small")
+        await (await starter.rerun_deployment(client, "rec-1", settings=settings)).result()
+        await save(client, "moodle-deploy-rec-1", "deploy_rerun")
+        person = {"id": "p-new", "username": "rec-new", "email": "rec-new@example.com",
+                  "first_name": "New", "last_name": "Person", "role": "student"}
+        await (await starter.add_participant(client, event, person, settings=settings)).result()
+        await save(client, "moodle-participant-rec-1-p-new", "change_add")
+        await (await starter.remove_participant(client, event, person, settings=settings)).result()
+        await save(client, "moodle-participant-rec-1-p-new", "change_remove")
+        await (await starter.archive_event(client, event, settings=settings)).result()
+        await save(client, "moodle-archive-rec-1", "archive")
+        await (await starter.delete_event(client, event, settings=settings)).result()
+        await save(client, "moodle-delete-rec-1", "delete")
+
+        bad = make_event(fake, participants=3, event_id="rec-2")
+        # Someone else holds participant p-1's username: that participant fails alone.
+        await add_moodle_user(fake, username=bad["participants"][1]["username"], email="other@example.com",
+                              firstname="Other", lastname="Person")
+        await starter.deploy_event(client, bad, settings=settings)
+        with contextlib.suppress(WorkflowFailureError):
+            await client.get_workflow_handle("moodle-deploy-rec-2").result()
+        await save(client, "moodle-deploy-rec-2", "deploy_failed_participant")
+
+        big = make_event(fake, participants=620, instructors=10, event_id="rec-3")
+        await (await starter.deploy_event(client, big, settings=settings)).result()
+        await save(client, "moodle-deploy-rec-3", "deploy_batched")
+        await save(client, "moodle-deploy-rec-3-students-1", "deploy_batch_child")
+    disabled = make_settings(moodle_enabled=False, moodle_url="", moodle_token="")
+    async with running_worker(client, disabled, fake):
+        await (await starter.deploy_event(client, make_event(fake, 2, event_id="rec-4"), settings=disabled)).result()
+        await save(client, "moodle-deploy-rec-4", "deploy_disabled")
+    await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

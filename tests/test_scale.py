@@ -1,0 +1,43 @@
+"""Large events run in child workflows: every history stays small and progress answers during the run.
+(The benchmark takes this to 10,000 participants; here 1,200 keep the suite fast.)"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from temporalio.client import Client
+
+import starter
+from fake_moodle import FakeMoodle
+from settings import Settings
+from tests.conftest import make_event
+from workflows.batch import BATCH_SIZE
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+async def test_large_event_uses_small_histories_and_reports_progress(client: Client, fake: FakeMoodle,
+                                                                     settings: Settings) -> None:
+    n = 1200
+    event = make_event(fake, participants=n, instructors=30)
+    handle = await starter.deploy_event(client, event, settings=settings)
+    seen_partial = False
+    while True:
+        progress = await starter.get_progress(client, event["id"])
+        assert progress.total == n and len(progress.participants) == n
+        if 0 < progress.done < n:
+            seen_partial = True
+        if progress.state != "running":
+            break
+        await asyncio.sleep(0.3)
+    result = await handle.result()
+    assert result.done == n and len(fake.site.enrolled(result.course_id)) == n
+    assert seen_partial, "progress never showed a deployment in flight"
+
+    lengths = {}
+    async for wf in client.list_workflows(f"OpenVLEEventId = '{event['id']}'"):
+        lengths[wf.id] = (await client.get_workflow_handle(wf.id, run_id=wf.run_id).describe()).history_length
+    batches = [w for w in lengths if w != f"moodle-deploy-{event['id']}"]
+    assert len(batches) == 3 + 1  # 1,170 students in shares of 500, 30 instructors
+    assert max(lengths.values()) < 8 * BATCH_SIZE, lengths
