@@ -35,7 +35,7 @@ def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Wo
         client,
         task_queue=settings.temporal_task_queue,
         workflows=ALL_WORKFLOWS,
-        activities=[*sync.all(), watch.wait_for_deployment],
+        activities=[*sync.all(), watch.deployment_running],
         max_concurrent_activities=settings.moodle_max_concurrency,
         graceful_shutdown_timeout=timedelta(seconds=settings.moodle_sync_timeout + 5),
     )

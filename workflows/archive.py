@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deployment_watch import DeploymentWatch
     from activities.moodle_sync import UNENROL_BATCH, MoodleSyncActivities
     from activities.types import ArchivePlanInput, UnenrolInput
 
-from . import ids
-from .common import load_config, quick, retry_policy, slow
+from .common import load_config, quick, slow, wait_for_deployment
 from .types import ArchiveResult, EventRef, Progress
 
 
@@ -34,11 +30,7 @@ class ArchiveEvent:
             result.skipped_reason = "the event's environment has no Moodle course (moodle_course_id is null)"
             return result
         self._set_stage("waiting for the event's deployment to finish")
-        await workflow.execute_activity_method(
-            DeploymentWatch.wait_for_deployment, ids.deploy_id(event.event_id),
-            start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=retry_policy(config.retry_max_interval_s),
-        )
+        await wait_for_deployment(event.event_id, config)
         course = await workflow.execute_activity_method(
             MoodleSyncActivities.find_event_course, event.event_id, **quick(config)
         )

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deployment_watch import DeploymentWatch
     from activities.moodle_sync import MoodleSyncActivities
     from activities.types import EnrolInput, EnsureUserInput, FindUserInput, SyncConfig, UnenrolInput
     from models import Role
 
-from . import ids
-from .common import load_config, quick, retry_policy
+from .common import load_config, quick, wait_for_deployment
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
-
-WAIT_FOR_DEPLOYMENT = timedelta(hours=24)
 
 
 @workflow.defn(name="ChangeParticipant")
@@ -54,11 +48,7 @@ class ChangeParticipant:
             return result
 
         self._stage = "waiting for the event's deployment to finish"
-        await workflow.execute_activity_method(
-            DeploymentWatch.wait_for_deployment, ids.deploy_id(first.event_id),
-            start_to_close_timeout=WAIT_FOR_DEPLOYMENT, heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=retry_policy(config.retry_max_interval_s),
-        )
+        await wait_for_deployment(first.event_id, config)
         course = await workflow.execute_activity_method(
             MoodleSyncActivities.find_event_course, first.event_id, **quick(config)
         )

@@ -9,7 +9,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 
+from . import ids
+
 with workflow.unsafe.imports_passed_through():
+    from activities.deployment_watch import DeploymentWatch
     from activities.errors import CONFIGURATION_ERRORS
     from activities.moodle_sync import MoodleSyncActivities
     from activities.types import SyncConfig
@@ -54,9 +57,18 @@ def slow(config: SyncConfig) -> ActivityOptions:
     """Options of a course-wide activity (duplicate, delete, list): MOODLE_COURSE_TIMEOUT."""
     return {
         "start_to_close_timeout": timedelta(seconds=config.course_timeout_s),
-        "heartbeat_timeout": timedelta(seconds=max(config.course_timeout_s, 60)),
         "retry_policy": retry_policy(config.retry_max_interval_s),
     }
+
+
+async def wait_for_deployment(event_id: str, config: SyncConfig) -> None:
+    """Return once no deployment of the event runs. Polls on durable timers, backing off to 30 s."""
+    delay = 1.0
+    while await workflow.execute_activity_method(
+        DeploymentWatch.deployment_running, ids.deploy_id(event_id), **quick(config)
+    ):
+        await workflow.sleep(delay)
+        delay = min(delay * 2, 30.0)
 
 
 def root_cause(error: BaseException) -> BaseException:
