@@ -82,7 +82,9 @@ class Participant(BaseModel):
     def _email(cls, value: str) -> str:
         if len(value) > EMAIL_MAX:
             raise ValueError(f"is longer than Moodle's {EMAIL_MAX} characters")
-        if not _EMAIL.match(value):
+        local, _, domain = value.rpartition("@")
+        # Moodle validates with PHP's filter_var: at most 64 characters before the @, 63 per domain label.
+        if not _EMAIL.match(value) or len(local) > 64 or any(len(label) > 63 for label in domain.split(".")):
             raise ValueError(f"{value!r} is not a valid email address")
         return value
 

@@ -8,6 +8,7 @@ enrolment or mail.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 
@@ -52,15 +53,25 @@ def pending_shortname(event_id: str) -> str:
 
 
 def email_spellings(email: str, *, thorough: bool = False) -> list[str]:
-    """Spellings of an address to ask Moodle for (it compares emails exactly, case included)."""
+    """Spellings of an address to ask Moodle for (its API compares emails exactly, case included).
+
+    The quick look asks the address as given and in lower case. The thorough one, made only after
+    Moodle refused to create the account (its uniqueness check ignores case), asks every mix of
+    lower-case and capitalised parts of the name (``anna.Smith``, ``Anna.smith``...) on the usual
+    spellings of the domain: at most 2**5 x 4 spellings, in one call."""
     spellings = [email, email.lower()]
     if thorough:
         local, _, domain = email.lower().partition("@")
-        title = re.sub(r"(^|[._-])([a-z])", lambda m: m.group(1) + m.group(2).upper(), local)
-        for name in (local, title, local.capitalize(), local.upper()):
-            for host in (domain, domain.capitalize(), re.sub(r"(^|\.)([a-z])", lambda m: m.group(1)
-                                                             + m.group(2).upper(), domain), domain.upper()):
-                spellings.append(f"{name}@{host}")
+        parts = re.split(r"([._+-])", local)
+        words = parts[::2][:5]
+        rest = "".join(parts[len(words) * 2 - 1:]) if len(parts[::2]) > 5 else ""
+        domains = [domain, domain.capitalize(), ".".join(label.capitalize() for label in domain.split(".")),
+                   domain.upper()]
+        for mask in itertools.product((str.lower, str.capitalize), repeat=len(words)):
+            name = "".join(f(w) + (parts[2 * i + 1] if 2 * i + 1 < len(parts) and i < len(words) - 1 else "")
+                           for i, (f, w) in enumerate(zip(mask, words, strict=True))) + rest
+            spellings += [f"{name}@{host}" for host in domains]
+        spellings += [f"{local.upper()}@{host}" for host in domains]
     return list(dict.fromkeys(spellings))
 
 
@@ -318,11 +329,19 @@ class MoodleSyncActivities:
         except InvalidParameterError as error:
             # Maybe a parallel run created the account a moment ago, the address exists in another letter
             # case, or the data clashes with another account.
-            user = await self._lookup(p, thorough=True)
+            user = await self._lookup(p, thorough=True) or await self._same_person_by_username(p)
             if user:
                 return UserRef(user_id=user["id"], created=False)
             raise await self._explain_create_failure(p, error) from None
         return UserRef(user_id=created[0]["id"], created=True)
+
+    async def _same_person_by_username(self, p: Participant) -> User | None:
+        """The account with the participant's username, if its email is theirs in another letter case
+        (Moodle's API searches emails only exactly, so such an account is found this way)."""
+        if self.settings.moodle_user_match_field != "email":
+            return None
+        user = await self._lookup(p, "username")
+        return user if user and str(user.get("email", "")).lower() == p.email.lower() else None
 
     async def _explain_create_failure(self, p: Participant, error: InvalidParameterError) -> Exception:
         match_field = self.settings.moodle_user_match_field

@@ -212,13 +212,21 @@ def roles(enrolment: Enrolment) -> list[dict[str, Any]]:
     ]
 
 
+#: Standard roles holding moodle/course:viewhiddencourses: manager, course creator, (editing) teacher.
+_VIEW_HIDDEN_ROLES = frozenset({1, 2, 3, 4})
+ADMIN_USER_ID = 2
+
+
 def enrolled_courses(site: Site, user: User) -> list[dict[str, Any]]:
     """The courses a user is actively enrolled in, newest first."""
     courses = []
     for cid in site.user_course_ids(user.id):
         enrolment = site.enrolments.get(cid, {}).get(user.id)
         course = site.courses.get(cid)
-        if enrolment is not None and course is not None and not enrolment.suspended:
+        if enrolment is None or course is None or enrolment.suspended:
+            continue
+        # Moodle drops hidden courses the user may not see (moodle/course:viewhiddencourses).
+        if course.visible or enrolment.roles & _VIEW_HIDDEN_ROLES or user.id == ADMIN_USER_ID:
             courses.append(course)
     courses.sort(key=lambda c: -c.seq)
     return [{"id": c.id, "fullname": c.fullname, "shortname": c.shortname} for c in courses]

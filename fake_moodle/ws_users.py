@@ -67,6 +67,15 @@ _EMAIL = re.compile(
 )
 
 
+def _valid_email(address: str) -> bool:
+    """Moodle's validate_email (PHPMailer with PHP's filter_var): also at most 64 characters before the @
+    and 63 in each domain label."""
+    if not _EMAIL.match(address):
+        return False
+    local, _, domain = address.rpartition("@")
+    return len(local) <= 64 and all(len(label) <= 63 for label in domain.split("."))
+
+
 def password_policy_errors(password: str) -> list[str]:
     """Moodle's default password policy: 8 chars, 1 digit, 1 lower, 1 upper, 1 non-alphanumeric."""
     errors = []
@@ -101,7 +110,7 @@ def create_users(site: Site, params: dict[str, Any]) -> list[dict[str, Any]]:
                 raise invalid_parameter(
                     "Invalid password: you must provide a password, or set createpassword."
                 )
-            if not _EMAIL.match(item["email"]):
+            if not _valid_email(item["email"]):
                 raise invalid_parameter(f"Email address is invalid: {item['email']}")
             if site.email_taken_ci(item["email"]):
                 raise invalid_parameter(f"Email address already exists: {item['email']}")
