@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck bench clean
+.PHONY: demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,10 +15,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: lint
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy .
-	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/deploy_bench.py --participants 1000 --latency-ms 50

@@ -152,6 +152,18 @@ class Settings(BaseSettings):
             raise ValueError("must be a Moodle role id (a positive number)")
         return value
 
+    @field_validator("payload_encryption_key")
+    @classmethod
+    def _encryption_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from codec import parse_key  # here, not at the top: codec imports this module
+
+            try:
+                parse_key(value.get_secret_value())
+            except ValueError as error:
+                raise ValueError(str(error).removeprefix("PAYLOAD_ENCRYPTION_KEY ")) from None
+        return value
+
     @model_validator(mode="after")
     def _enabled_needs_connection(self) -> Settings:
         if self.moodle_enabled:

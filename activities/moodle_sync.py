@@ -205,14 +205,17 @@ class MoodleSyncActivities:
             by_username[str(user.get("username", ""))] = user
             by_email[str(user.get("email", "")).lower()] = user
         done: dict[str, int] = {}
+        role_changes: list[str] = []
         for key in plan.keys:
             found = by_email.get(key.email.lower()) if plan.match_field == "email" else by_username.get(key.username)
             if found is None:
                 continue
             roles = {r["roleid"] for r in found.get("roles", [])}
-            if key.role_id in roles and not roles & self._managed_roles() - {key.role_id}:
+            if roles & self._managed_roles() - {key.role_id}:
+                role_changes.append(key.participant_id)
+            elif key.role_id in roles:
                 done[key.participant_id] = found["id"]
-        return PlanResult(done=done)
+        return PlanResult(done=done, role_changes=role_changes)
 
     def _managed_roles(self) -> set[int]:
         return {self.settings.moodle_instructor_role_id, self.settings.moodle_student_role_id}

@@ -61,6 +61,8 @@ class PlanInput:
 class PlanResult:
     done: dict[str, int] = field(default_factory=dict)
     """participant id -> Moodle user id, for those already enrolled with exactly their role."""
+    role_changes: list[str] = field(default_factory=list)
+    """Participants enrolled with another managed role: their enrolment is re-created with the right one."""
 
 
 @dataclass(frozen=True)

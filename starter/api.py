@@ -13,6 +13,7 @@ starts nothing on bad input, so nothing is left half-done in Moodle.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -160,9 +161,41 @@ async def rerun_deployment(client: Client, event_id: str, *, settings: Settings 
         if error.status == RPCStatusCode.NOT_FOUND:
             raise DeploymentNotFound(f"event {event_id} has no deployment to re-run; deploy it first") from None
         raise
-    started = history.events[0].workflow_execution_started_event_attributes
-    (request,) = await client.data_converter.decode(started.input.payloads, [DeployInput])
-    return await deploy_event(client, request.event, settings=settings)
+    first = history.events[0]
+    (request,) = await client.data_converter.decode(
+        first.workflow_execution_started_event_attributes.input.payloads, [DeployInput])
+    changes = await _changes_since(client, event_id, first.event_time.ToDatetime(tzinfo=UTC))
+    return await deploy_event(client, _with_changes(request.event, changes), settings=settings)
+
+
+async def _changes_since(client: Client, event_id: str, since: datetime) -> list[ChangeRequest]:
+    """The latest requested change of each participant changed after ``since`` (the deployment's start),
+    so that a re-run does not bring back someone removed meanwhile, nor forget someone added."""
+    latest: dict[str, tuple[datetime, str | None]] = {}
+    query = f"{ids.EVENT_ID_ATTRIBUTE.name} = '{event_id}' AND WorkflowType = 'ChangeParticipant'"
+    async for run in client.list_workflows(query):
+        if run.start_time > since and (run.id not in latest or run.start_time > latest[run.id][0]):
+            latest[run.id] = (run.start_time, run.run_id)
+    changes = []
+    for workflow_id, (_, run_id) in sorted(latest.items(), key=lambda item: item[1][0]):
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        requested = [e.workflow_execution_signaled_event_attributes.input for e in history.events
+                     if e.HasField("workflow_execution_signaled_event_attributes")
+                     and e.workflow_execution_signaled_event_attributes.signal_name == "request"]
+        if requested:
+            (change,) = await client.data_converter.decode(requested[-1].payloads, [ChangeRequest])
+            changes.append(change)
+    return changes
+
+
+def _with_changes(event: Event, changes: list[ChangeRequest]) -> Event:
+    participants = {p.id: p for p in event.participants}
+    for change in changes:
+        if change.action == Action.ADD:
+            participants[change.participant.id] = change.participant
+        else:
+            participants.pop(change.participant.id, None)
+    return event.model_copy(update={"participants": list(participants.values())})
 
 
 async def get_progress(client: Client, event_id: str) -> Progress:

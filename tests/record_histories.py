@@ -27,7 +27,11 @@ HERE = Path(__file__).parent / "histories"
 
 async def save(client: Client, workflow_id: str, name: str) -> None:
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    (HERE / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+    path = HERE / f"{name}.json"
+    if path.exists():
+        # Histories of older code stay: they prove that runs started before a change still replay.
+        path = HERE / f"{name}-{history.events[0].event_time.ToDatetime():%Y%m%d%H%M%S}.json"
+    path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
     print("recorded", name, len(history.events), "events")
 
 

@@ -26,8 +26,9 @@ import pytest
 
 from fake_moodle import FakeMoodle
 
-TRANSCRIPT = Path("/work/shared/moodle-contract/transcript.json")
-RECORDS: list[dict[str, Any]] = json.loads(TRANSCRIPT.read_text()) if TRANSCRIPT.exists() else []
+# The shared folder lies beside the checkout (../shared), in development and in CI alike.
+TRANSCRIPT = Path(__file__).resolve().parents[2] / "shared" / "moodle-contract" / "transcript.json"
+RECORDS: list[dict[str, Any]] = json.loads(TRANSCRIPT.read_text())  # missing transcript: fail, never skip
 MAIN_TOKEN, LIMITED_TOKEN = "main-token", "limited-token"
 SUPPLEMENTARY, DEBUG = "[supplementary run] ", "[site debug=DEBUG_NORMAL] "
 MAIN_RUN_END = 149  # records [0, 149) are the main run

@@ -44,8 +44,10 @@ async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutc
                     user_id=user.user_id,
                     role_id=role_id,
                     # On a course this run made, nobody can hold another role yet and no teacher can
-                    # trigger welcome mails before the instructor phase: no checks needed.
-                    other_role_ids=[] if batch.fresh_course else [r for r in batch.role_ids.values() if r != role_id],
+                    # trigger welcome mails before the instructor phase: no checks needed. On an existing
+                    # course only those the plan found with another role need their enrolment re-made.
+                    other_role_ids=[r for r in batch.role_ids.values() if r != role_id]
+                    if p.id in batch.role_changes else [],
                     participant_id=p.id,
                     course_may_have_teacher=not batch.fresh_course,
                 ),

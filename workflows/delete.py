@@ -7,7 +7,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.moodle_sync import MoodleSyncActivities
 
-from .common import load_config, quick, slow
+from .common import load_config, quick, slow, wait_for_deployment
 from .types import DeleteResult, EventRef
 
 
@@ -23,6 +23,10 @@ class DeleteEvent:
         if event.moodle_course_id is None:
             result.skipped_reason = "the event's environment has no Moodle course (moodle_course_id is null)"
             return result
+        if workflow.patched("delete-waits-for-deployment"):
+            # Deleting while the deployment still runs would delete the course under it, or miss the
+            # course it is about to make. Runs started before this change go on without waiting.
+            await wait_for_deployment(event.event_id, config)
         course = await workflow.execute_activity_method(
             MoodleSyncActivities.find_event_course, event.event_id, **quick(config)
         )

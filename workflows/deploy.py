@@ -68,6 +68,7 @@ class DeployEvent:
         )
         self._course_id = course.id
 
+        role_changes: list[str] = []
         if not course.created and event.participants:
             self._set_stage("reading the course's enrolments")
             plan = await workflow.execute_activity_method(
@@ -80,13 +81,15 @@ class DeployEvent:
             for participant_id, user_id in plan.done.items():
                 outcome = self._status[participant_id]
                 outcome.state, outcome.moodle_user_id = SubtaskState.DONE, user_id
+            role_changes = plan.role_changes
 
         todo = [p for p in event.participants if self._status[p.id].state == SubtaskState.PENDING]
         for role in (Role.STUDENT, Role.INSTRUCTOR):
             group = [p for p in todo if p.role == role]
             if group:
                 self._set_stage(f"enrolling {role}s")
-                await self._sync(event, group, role, course.created, config, many=len(todo) > BATCH_SIZE)
+                await self._sync(event, group, role, course.created, role_changes, config,
+                                 many=len(todo) > BATCH_SIZE)
 
         result = DeployResult(
             event_id=event.id, course_id=course.id, course_shortname=course.shortname,
@@ -107,13 +110,14 @@ class DeployEvent:
         return result
 
     async def _sync(self, event: Event, group: Sequence[Participant], role: Role, fresh: bool,
-                    config: SyncConfig, *, many: bool) -> None:
+                    role_changes: list[str], config: SyncConfig, *, many: bool) -> None:
         assert self._course_id is not None
 
         def batch_of(participants: Sequence[Participant]) -> BatchInput:
             return BatchInput(
                 event_id=event.id, course_id=self._course_id or 0, participants=list(participants),
-                role_ids=role_ids(config), fresh_course=fresh,
+                role_ids=role_ids(config), fresh_course=fresh, role_changes=[
+                    p.id for p in participants if p.id in role_changes],
                 sync_timeout_s=config.sync_timeout_s, retry_max_interval_s=config.retry_max_interval_s,
             )
 

@@ -65,6 +65,8 @@ class BatchInput:
     fresh_course: bool
     sync_timeout_s: float
     retry_max_interval_s: float
+    role_changes: list[str] = field(default_factory=list)
+    """Participants holding another managed role in the course (from the deployment's plan)."""
 
 
 @dataclass
