@@ -10,7 +10,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import RPCError
 
 from settings import Settings
@@ -26,7 +26,9 @@ def data_converter(settings: Settings) -> DataConverter:
     from codec import EncryptionCodec
 
     codec = EncryptionCodec.from_key(settings.payload_encryption_key.get_secret_value())
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    # Failure messages and stack traces name participants too: encrypt them with the payloads.
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec,
+                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
 
 
 async def connect(settings: Settings) -> Client:

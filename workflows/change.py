@@ -10,7 +10,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.types import EnrolInput, EnsureUserInput, FindUserInput, SyncConfig, UnenrolInput
     from models import Role
 
-from .common import load_config, quick, wait_for_deployment
+from .common import checked, load_config, quick, wait_for_deployment
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
 
 
@@ -83,7 +83,7 @@ class ChangeParticipant:
                 EnrolInput(course_id=course_id, user_id=user.user_id, role_id=roles[p.role],
                            other_role_ids=[r for r in roles.values() if r != roles[p.role]],
                            participant_id=p.id, course_may_have_teacher=True),
-                **quick(config),
+                **checked(config),
             )
             outcome.moodle_user_id, outcome.changed = user.user_id, enrolled.enrolled
             outcome.note = ("created in Moodle and " if user.created else "") + (

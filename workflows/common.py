@@ -53,6 +53,12 @@ def quick(config: SyncConfig) -> ActivityOptions:
     return per_user(config.sync_timeout_s, config.retry_max_interval_s)
 
 
+def checked(config: SyncConfig) -> ActivityOptions:
+    """Options of a per-user write that first reads the course's enrolment list (whose size grows with
+    the course): MOODLE_SYNC_TIMEOUT, but at least two minutes."""
+    return per_user(max(config.sync_timeout_s, 120.0), config.retry_max_interval_s)
+
+
 def slow(config: SyncConfig) -> ActivityOptions:
     """Options of a course-wide activity (duplicate, delete, list): MOODLE_COURSE_TIMEOUT."""
     return {
