@@ -225,19 +225,21 @@ async def get_progress(client: Client, event_id: str) -> Progress:
             if outcome is not None:
                 outcome.state, outcome.error = SubtaskState(row["state"]), row.get("error")
     if status == WorkflowExecutionStatus.RUNNING:
-        await _add_waiting_reasons(progress, description)
+        await _add_waiting_reasons(client, progress, description)
     counts = {s: sum(1 for o in progress.participants if o.state == s) for s in SubtaskState}
     progress.done, progress.failed = counts[SubtaskState.DONE], counts[SubtaskState.FAILED]
     progress.running, progress.pending = counts[SubtaskState.RUNNING], counts[SubtaskState.PENDING]
     return progress
 
 
-async def _add_waiting_reasons(progress: Progress, description: Any) -> None:
+async def _add_waiting_reasons(client: Client, progress: Progress, description: Any) -> None:
     """Activities being retried (Moodle down, say) tell why the run is waiting."""
     waiting = []
     for pending in description.raw_description.pending_activities:
         if pending.attempt > 1 and pending.HasField("last_failure"):
-            waiting.append(f"{pending.activity_type.name} attempt {pending.attempt}: {pending.last_failure.message}")
+            # Decoded: with payload encryption on, failure messages are stored encrypted too.
+            failure = await client.data_converter.decode_failure(pending.last_failure)
+            waiting.append(f"{pending.activity_type.name} attempt {pending.attempt}: {failure}")
     if waiting:
         progress.message = f"waiting on {len(waiting)} retried Moodle call(s); last error: {waiting[0]}"
 

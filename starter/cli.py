@@ -1,0 +1,557 @@
+"""``python -m starter``: the operators' command line over `starter.api` (see README, "Command line").
+
+    python -m starter deploy   --event EVENT.json [--wait]
+    python -m starter add      --event EVENT.json --participant PARTICIPANT.json [--wait]
+    python -m starter remove   --event EVENT.json --participant PARTICIPANT.json [--wait]
+    python -m starter archive  --event EVENT.json [--wait]
+    python -m starter delete   --event EVENT.json [--wait]
+    python -m starter progress --event-id ID [--json]
+    python -m starter rerun    --event-id ID [--wait]
+    python -m starter courses  [--search TEXT] [--json]
+    python -m starter doctor
+
+Exit codes: 0 success; 1 the workflow failed, or Temporal/Moodle could not be reached; 2 bad input or
+configuration (nothing was started). Input is validated before anything talks to Temporal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Column, Table
+from rich.text import Text
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+)
+from temporalio.exceptions import FailureError
+from temporalio.service import RPCError
+
+from models import InputError, parse_event, parse_participant
+from moodle import MoodleError, check_connection, client_from_settings
+from settings import ConfigError, Settings, load_settings
+from temporal_client import connect
+from workflows.ids import EVENT_ID_ATTRIBUTE
+from workflows.types import (
+    ArchiveResult,
+    ChangeResult,
+    DeleteResult,
+    DeployResult,
+    SubtaskState,
+)
+from workflows.types import Progress as RunProgress
+
+from . import api
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+POLL_SECONDS = 0.5
+
+
+class CliError(Exception):
+    """A problem the command reports as one message and an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- Arguments ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m starter",
+        description="Start and follow the OpenVLE -> Moodle workflows (Temporal at TEMPORAL_ADDRESS).",
+        epilog="Settings come from the environment and .env (MOODLE_*, TEMPORAL_*); see README.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_)
+
+    def event_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--event", required=True, metavar="EVENT.json", help="the event as JSON (- for stdin)")
+
+    def participant_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--participant", required=True, metavar="PARTICIPANT.json",
+                       help="one participant as JSON (- for stdin)")
+
+    def wait_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--wait", action="store_true",
+                       help="follow the workflow until it ends; exit 0 only if it succeeded")
+
+    p = command("deploy", "Event start: duplicate the template course, create and enrol every participant.")
+    event_arg(p)
+    wait_arg(p)
+    for name, help_ in (("add", "A participant joined an active event: create them if needed and enrol them."),
+                        ("remove", "A participant left an active event: unenrol them.")):
+        p = command(name, help_)
+        event_arg(p)
+        participant_arg(p)
+        wait_arg(p)
+    p = command("archive", "Event end: unenrol the students, keep the instructors, hide the course.")
+    event_arg(p)
+    wait_arg(p)
+    p = command("delete", "Event deleted: delete its course if MOODLE_DELETE_COURSE_ON_EVENT_DELETE is true.")
+    event_arg(p)
+    wait_arg(p)
+    p = command("progress", "Show an event's deployment: its stage and one subtask per participant.")
+    p.add_argument("--event-id", required=True, metavar="ID")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = command("rerun", "Run an event's last deployment again; it only does what is missing.")
+    p.add_argument("--event-id", required=True, metavar="ID")
+    wait_arg(p)
+    p = command("courses", "List or search Moodle courses (the templates an environment can map to).")
+    p.add_argument("--search", default="", metavar="TEXT", help="only courses whose name matches TEXT")
+    p.add_argument("--json", action="store_true", help="print a JSON list of {id, shortname, fullname}")
+    command("doctor", "Check the settings, the Temporal connection and the Moodle connection.")
+    return parser
+
+
+# --- Context: settings and client, loaded on first use ------------------------------------------------
+
+
+class Context:
+    """What a command needs; tests inject `settings` and `client`, the CLI loads them on first use."""
+
+    def __init__(self, out: Console, err: Console, settings: Settings | None = None,
+                 client: Client | None = None) -> None:
+        self.out, self.err = out, err
+        self._settings, self._client = settings, client
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings()
+            except ConfigError as error:
+                raise CliError(f"{error}\nNothing was started.", EXIT_USAGE) from None
+        return self._settings
+
+    async def client(self) -> Client:
+        if self._client is None:
+            try:
+                self._client = await connect(self.settings())
+            except ConnectionError as error:
+                raise CliError(str(error), EXIT_FAILED) from None
+        return self._client
+
+
+# --- Input -------------------------------------------------------------------------------------------
+
+
+def read_json(path: str, what: str) -> Any:
+    """The JSON in ``path`` (or stdin for ``-``); a `CliError` (exit 2) that says what is wrong otherwise."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise CliError(f"Cannot read the {what} file {path}: {reason}. Nothing was started.", EXIT_USAGE) from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CliError(f"The {what} file {path} is not valid JSON: {error.msg} at line {error.lineno}, "
+                       f"column {error.colno}. Nothing was started.", EXIT_USAGE) from None
+    if not isinstance(value, dict):
+        raise CliError(f"The {what} file {path} must hold one JSON object ({{...}}), not a "
+                       f"{type(value).__name__}. Nothing was started.", EXIT_USAGE)
+    return value
+
+
+def _valid(parse: Callable[[Any], Any], data: Any) -> Any:
+    try:
+        return parse(data)
+    except InputError as error:
+        raise CliError(f"{error}\nNothing was started.", EXIT_USAGE) from None
+
+
+# --- Following a run ---------------------------------------------------------------------------------
+
+
+class _DeployBar(Progress):
+    """A progress bar with a line below it for why the run is waiting (Moodle calls being retried)."""
+
+    message: str = ""
+
+    def get_renderables(self) -> Any:
+        yield self.make_tasks_table(self.tasks)
+        if self.message:
+            yield Text(f"  {self.message}", style="yellow")
+
+
+async def _progress_or_none(client: Client, event_id: str) -> RunProgress | None:
+    try:
+        return await api.get_progress(client, event_id)
+    except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError, api.DeploymentNotFound):
+        return None  # not started on the worker yet, or a worker restarting: ask again next time
+
+
+async def watch_deployment(client: Client, handle: WorkflowHandle[Any, DeployResult], event_id: str,
+                           console: Console, *, poll_seconds: float = POLL_SECONDS) -> DeployResult:
+    """Show a live progress bar of a deployment until it ends; return its result or raise
+    `WorkflowFailureError` (then `get_progress` tells which participants failed)."""
+    result = asyncio.ensure_future(handle.result())
+    bar = _DeployBar(
+        SpinnerColumn(finished_text="[green]✓[/]"),
+        TextColumn("[bold]Deploying event {task.fields[event]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("done{task.fields[failed_text]}"),
+        TimeElapsedColumn(),
+        TextColumn("[dim]{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+        console=console,
+    )
+    try:
+        with bar:
+            task = bar.add_task("starting", total=None, event=escape(event_id), failed_text="")
+            while True:
+                progress = await _progress_or_none(client, event_id)
+                if progress is not None:
+                    bar.update(task, total=progress.total or None, completed=progress.done,
+                               description=escape(progress.stage),
+                               failed_text=f" [red]· {progress.failed} failed[/]" if progress.failed else "")
+                    bar.message = progress.message or ""
+                if result.done():
+                    break
+                await asyncio.wait({result}, timeout=poll_seconds)
+            if result.exception() is None:
+                final = result.result()
+                bar.message = ""
+                bar.update(task, total=final.total, completed=final.done, description="finished")
+            else:
+                bar.update(task, description="[red]failed[/]")
+            bar.stop_task(task)
+    finally:
+        if not result.done():
+            result.cancel()
+    return result.result()
+
+
+async def _wait_plain(handle: WorkflowHandle[Any, Any], console: Console) -> Any:
+    with console.status(f"Waiting for {escape(handle.id)} …"):
+        return await handle.result()
+
+
+async def _warn_if_no_worker(ctx: Context, client: Client) -> None:
+    queue = ctx.settings().temporal_task_queue
+    try:
+        pollers = await task_queue_pollers(client, queue)
+    except RPCError:
+        return
+    if not pollers:
+        ctx.err.print(f"[yellow]Note:[/] no worker is polling task queue {queue!r} right now; the run waits "
+                      "until one does (start it with: python worker.py).")
+
+
+async def task_queue_pollers(client: Client, queue: str) -> list[str]:
+    response = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+        namespace=client.namespace, task_queue=TaskQueue(name=queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    ))
+    return [p.identity for p in response.pollers]
+
+
+def failure_message(failure: WorkflowFailureError) -> str:
+    cause: BaseException = failure.cause
+    if isinstance(cause, FailureError):
+        kind = getattr(cause, "type", None) or type(cause).__name__
+        return f"[{kind}] {cause.message}"
+    return str(cause)
+
+
+def describe_result(result: Any) -> str:
+    """One line (or a few) saying what a finished run did in Moodle."""
+    skipped = getattr(result, "skipped_reason", None)
+    if skipped:
+        return f"Nothing to do: {skipped}"
+    if isinstance(result, DeployResult):
+        how = "created from the template" if result.course_created else "already there"
+        return (f"Moodle course {result.course_id} ({result.course_shortname}, {how}): "
+                f"{result.done} of {result.total} participants have their account and enrolment")
+    if isinstance(result, ChangeResult):
+        return "; ".join(f"participant {o.participant_id}: {o.note}" for o in result.applied) or "nothing applied"
+    if isinstance(result, ArchiveResult):
+        return (f"Moodle course {result.course_id} archived: {result.students_unenrolled} students unenrolled, "
+                f"{result.instructors_kept} instructors kept, course {'hidden' if result.hidden else 'still visible'}")
+    if isinstance(result, DeleteResult):
+        return result.note
+    return str(result)
+
+
+def failed_participants_table(progress: RunProgress) -> Table:
+    table = Table(title=f"Failed participants of event {escape(progress.event_id)}", title_justify="left")
+    table.add_column("participant")
+    table.add_column("role")
+    table.add_column("error", overflow="fold")
+    for p in progress.participants:
+        if p.state == SubtaskState.FAILED:
+            table.add_row(escape(p.id), p.role, escape(p.error or ""))
+    return table
+
+
+async def _start(ctx: Context, handle: WorkflowHandle[Any, Any], wait: bool, *, event_id: str,
+                 is_deploy: bool = False) -> int:
+    if not wait:
+        ctx.out.print(escape(handle.id), highlight=False)
+        hint = f"python -m starter progress --event-id {event_id}" if is_deploy else "the Temporal UI"
+        ctx.err.print(f"Started; follow it with {hint} (or run the command with --wait).", highlight=False)
+        return EXIT_OK
+    client = await ctx.client()
+    await _warn_if_no_worker(ctx, client)
+    try:
+        if is_deploy:
+            result = await watch_deployment(client, handle, event_id, ctx.out)
+        else:
+            result = await _wait_plain(handle, ctx.out)
+    except WorkflowFailureError as failure:
+        ctx.err.print(f"[bold red]✗ {escape(handle.id)} failed:[/] {escape(failure_message(failure))}")
+        if is_deploy:
+            progress = await _progress_or_none(client, event_id)
+            if progress is not None and progress.failed:
+                ctx.err.print(failed_participants_table(progress))
+        return EXIT_FAILED
+    ctx.out.print(f"[bold green]✓[/] {escape(handle.id)} completed: {escape(describe_result(result))}")
+    return EXIT_OK
+
+
+# --- Commands ----------------------------------------------------------------------------------------
+
+
+async def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
+    event = _valid(parse_event, read_json(args.event, "event"))
+    client = await ctx.client()
+    handle = await api.deploy_event(client, event, settings=ctx.settings())
+    return await _start(ctx, handle, args.wait, event_id=event.id, is_deploy=True)
+
+
+async def _cmd_change(args: argparse.Namespace, ctx: Context) -> int:
+    event = _valid(parse_event, read_json(args.event, "event"))
+    participant = _valid(parse_participant, read_json(args.participant, "participant"))
+    client = await ctx.client()
+    start = api.add_participant if args.command == "add" else api.remove_participant
+    handle = await start(client, event, participant, settings=ctx.settings())
+    return await _start(ctx, handle, args.wait, event_id=event.id)
+
+
+async def _cmd_event_end(args: argparse.Namespace, ctx: Context) -> int:
+    data = read_json(args.event, "event")
+    # Archive and delete need only the id and the course mapping (as in the API): validate just that.
+    ref = _valid(api._ref, data)
+    client = await ctx.client()
+    start = api.archive_event if args.command == "archive" else api.delete_event
+    handle = await start(client, data, settings=ctx.settings())
+    return await _start(ctx, handle, args.wait, event_id=ref.event_id)
+
+
+async def cmd_rerun(args: argparse.Namespace, ctx: Context) -> int:
+    client = await ctx.client()
+    try:
+        handle = await api.rerun_deployment(client, args.event_id, settings=ctx.settings())
+    except api.DeploymentNotFound as error:
+        raise CliError(str(error), EXIT_FAILED) from None
+    return await _start(ctx, handle, args.wait, event_id=args.event_id, is_deploy=True)
+
+
+async def cmd_progress(args: argparse.Namespace, ctx: Context) -> int:
+    client = await ctx.client()
+    try:
+        progress = await api.get_progress(client, args.event_id)
+    except api.DeploymentNotFound as error:
+        raise CliError(str(error), EXIT_FAILED) from None
+    if args.json:
+        print(json.dumps(dataclasses.asdict(progress), ensure_ascii=False, indent=2))
+        return EXIT_OK
+    out = ctx.out
+    colour = {"completed": "green", "running": "cyan"}.get(progress.state, "red")
+    out.print(f"Deployment of event [bold]{escape(progress.event_id)}[/] ({escape(progress.workflow_id)}): "
+              f"[{colour}]{progress.state}[/]")
+    out.print(f"  stage:         {escape(progress.stage)}")
+    out.print(f"  Moodle course: {progress.course_id if progress.course_id is not None else '-'}")
+    out.print(f"  participants:  {progress.total} — [green]{progress.done} done[/], "
+              f"[red]{progress.failed} failed[/], {progress.running} running, {progress.pending} pending")
+    if progress.message:
+        out.print(f"  [yellow]{escape(progress.message)}[/]")
+    if progress.failed:
+        out.print(failed_participants_table(progress))
+        out.print(f"Fix the cause, then: python -m starter rerun --event-id {escape(progress.event_id)} --wait")
+    return EXIT_OK
+
+
+async def cmd_courses(args: argparse.Namespace, ctx: Context) -> int:
+    settings = ctx.settings()
+    if not settings.moodle_url or not settings.moodle_token.get_secret_value():
+        raise CliError('MOODLE_URL and MOODLE_TOKEN must be set to list Moodle courses (e.g. '
+                       'MOODLE_URL="https://moodle.example.com" in .env).', EXIT_USAGE)
+    try:
+        courses = await api.search_courses(args.search, settings=settings)
+    except MoodleError as error:
+        raise CliError(str(error), EXIT_FAILED) from None
+    if args.json:
+        print(json.dumps(courses, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    title = f"Moodle courses matching {args.search!r}" if args.search.strip() else "Moodle courses"
+    table = Table(title=escape(title), title_justify="left")
+    table.add_column("id", justify="right")
+    table.add_column("shortname")
+    table.add_column("fullname")
+    for course in courses:
+        table.add_row(str(course["id"]), escape(course["shortname"]), escape(course["fullname"]))
+    ctx.out.print(table if courses else "No courses found.")
+    return EXIT_OK
+
+
+@dataclasses.dataclass
+class Check:
+    name: str
+    status: str  # OK, WARN, FAIL, OFF, SKIP
+    detail: str
+    fix: str = ""
+
+
+async def run_checks(ctx: Context) -> list[Check]:
+    """The doctor's checks, in order: settings, Temporal, worker, Moodle."""
+    checks: list[Check] = []
+    try:
+        settings = ctx.settings()
+    except CliError as error:
+        checks.append(Check("Settings", "FAIL", str(error).removesuffix("\nNothing was started."),
+                            "fix the variables named above in the environment or .env"))
+        checks.append(Check("Temporal", "SKIP", "needs valid settings"))
+        checks.append(Check("Moodle", "SKIP", "needs valid settings"))
+        return checks
+    token = settings.moodle_token.get_secret_value()
+    checks.append(Check("Settings", "OK", (
+        f"MOODLE_ENABLED={settings.moodle_enabled}, MOODLE_URL={settings.moodle_url or '(unset)'}, "
+        f"MOODLE_TOKEN={'set' if token else '(unset)'}, MOODLE_USER_AUTH={settings.moodle_user_auth}, "
+        f"MOODLE_USER_MATCH_FIELD={settings.moodle_user_match_field}, "
+        f"MOODLE_DELETE_COURSE_ON_EVENT_DELETE={settings.moodle_delete_course_on_event_delete}; "
+        f"TEMPORAL_ADDRESS={settings.temporal_address}, namespace {settings.temporal_namespace!r}, "
+        f"task queue {settings.temporal_task_queue!r}")))
+    checks.extend(await _temporal_checks(ctx, settings))
+    checks.append(await _moodle_check(settings))
+    return checks
+
+
+async def _temporal_checks(ctx: Context, settings: Settings) -> list[Check]:
+    try:
+        client = await ctx.client()
+        described = await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=client.namespace))
+    except CliError as error:
+        return [Check("Temporal", "FAIL", str(error), "start the server or set TEMPORAL_ADDRESS (host:port)")]
+    except RPCError as error:
+        return [Check("Temporal", "FAIL", f"Temporal at {settings.temporal_address} answered: {error.message}",
+                      "check TEMPORAL_NAMESPACE exists on that server (temporal operator namespace list)")]
+    checks = [Check("Temporal", "OK", f"server at {settings.temporal_address}, namespace "
+                                      f"{described.namespace_info.name!r} reachable")]
+    attribute = EVENT_ID_ATTRIBUTE.name
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace))
+        if attribute not in listed.custom_attributes:
+            checks.append(Check("Search attr", "WARN", f"{attribute} is not registered yet",
+                                "the worker registers it at start-up (python worker.py)"))
+        else:
+            checks.append(Check("Search attr", "OK", f"{attribute} registered (find an event's runs in the UI "
+                                                     f"with {attribute}=\"ID\")"))
+        pollers = await task_queue_pollers(client, settings.temporal_task_queue)
+    except RPCError as error:
+        checks.append(Check("Worker", "WARN", f"could not ask Temporal about workers: {error.message}"))
+        return checks
+    if pollers:
+        checks.append(Check("Worker", "OK", f"task queue {settings.temporal_task_queue!r} polled in the last minutes "
+                                            f"by: {', '.join(pollers)}"))
+    else:
+        checks.append(Check("Worker", "WARN", f"no worker is polling task queue {settings.temporal_task_queue!r}",
+                            "start one: python worker.py (runs wait for it, nothing is lost)"))
+    return checks
+
+
+async def _moodle_check(settings: Settings) -> Check:
+    if not settings.moodle_url or not settings.moodle_token.get_secret_value():
+        if not settings.moodle_enabled:
+            return Check("Moodle", "OFF", "integration disabled (MOODLE_ENABLED is false): every workflow "
+                                          "finishes without touching Moodle",
+                         'to sync, set MOODLE_ENABLED="True", MOODLE_URL and MOODLE_TOKEN')
+        return Check("Moodle", "FAIL", "MOODLE_URL or MOODLE_TOKEN is not set", "set both in .env")
+    async with client_from_settings(settings) as moodle:
+        report = await check_connection(moodle)
+    if report.error:
+        return Check("Moodle", "FAIL", report.summary())
+    if report.missing_functions:
+        return Check("Moodle", "FAIL", report.summary())
+    note = "" if settings.moodle_enabled else " (MOODLE_ENABLED is false: workflows do not use it yet)"
+    return Check("Moodle", "OK", report.summary() + note)
+
+
+async def cmd_doctor(args: argparse.Namespace, ctx: Context) -> int:
+    checks = await run_checks(ctx)
+    styles = {"OK": "green", "WARN": "yellow", "FAIL": "bold red", "OFF": "dim", "SKIP": "dim"}
+    for check in checks:
+        ctx.out.print(f"[{styles[check.status]}]{check.status:<4}[/] {check.name:<12} {escape(check.detail)}",
+                      highlight=False)
+        if check.fix:
+            ctx.out.print(f"{'':<4} {'':<12} [dim]fix:[/] {escape(check.fix)}", highlight=False)
+    failed = [c for c in checks if c.status == "FAIL"]
+    if failed:
+        ctx.out.print(f"[bold red]{len(failed)} problem(s) found.[/]")
+        return EXIT_USAGE if checks[0].status == "FAIL" else EXIT_FAILED
+    ctx.out.print("[bold green]All checks passed.[/]")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Context], Awaitable[int]]] = {
+    "deploy": cmd_deploy,
+    "add": _cmd_change,
+    "remove": _cmd_change,
+    "archive": _cmd_event_end,
+    "delete": _cmd_event_end,
+    "progress": cmd_progress,
+    "rerun": cmd_rerun,
+    "courses": cmd_courses,
+    "doctor": cmd_doctor,
+}
+
+
+def _consoles() -> tuple[Console, Console]:
+    # soft_wrap: long messages (errors naming a field, JSON) are never broken in the middle of a word.
+    return Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+
+
+async def run(argv: list[str] | None = None, *, settings: Settings | None = None, client: Client | None = None,
+              out: Console | None = None, err: Console | None = None) -> int:
+    """Run one command; the exit code is returned (tests inject `settings` and `client`)."""
+    args = build_parser().parse_args(argv)
+    default_out, default_err = _consoles()
+    ctx = Context(out or default_out, err or default_err, settings, client)
+    try:
+        return await COMMANDS[args.command](args, ctx)
+    except CliError as error:
+        ctx.err.print(Text(f"Error: {error}", style="red"))
+        return error.code
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return asyncio.run(run(argv))
+    except KeyboardInterrupt:
+        print("\nInterrupted. A workflow already started keeps running in Temporal; "
+              "follow it with: python -m starter progress --event-id ID", file=sys.stderr)
+        return 130
+

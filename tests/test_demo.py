@@ -1,0 +1,36 @@
+"""``make demo`` end to end: the dev server, the simulator and the worker as real processes, six steps."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STEPS = ("Deploy the event", "Add a participant", "Remove a participant", "Archive the event",
+         "Delete the event (default settings)", "Delete the event (course deletion on)")
+
+
+@pytest.mark.timeout(120)
+def test_demo_runs_every_step(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOODLE_", "TEMPORAL_", "PAYLOAD_"))}
+    env["COLUMNS"] = "200"
+    # A short simulator latency keeps the test quick, and its own state directory keeps it apart from a
+    # demo someone is running; everything else is what `make demo` runs (on a fresh machine: no database).
+    result = subprocess.run([sys.executable, "-m", "demo", "--latency-ms", "20", "--state-dir", str(tmp_path)],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=100)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "Demo result: 6/6 steps done." in out, out
+    for number, title in enumerate(STEPS, 1):
+        assert re.search(rf"│ +{number} │ {re.escape(title)} +│.*│ ✓ done +│", out), (title, out)
+        assert re.search(rf"Step {number}/6 · {re.escape(title)}", out), (title, out)
+    assert "Moodle course 3 kept: MOODLE_DELETE_COURSE_ON_EVENT_DELETE is false" in out
+    assert "Moodle course 3 deleted" in out
+    assert "/namespaces/default/workflows?query=OpenVLEEventId%3D%22demo-" in out
+    assert "Stopped." in out
+    assert {"temporal.db", "worker.log", "event.json"} <= {p.name for p in tmp_path.iterdir()}
