@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import sys
+from typing import NoReturn
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
@@ -64,3 +67,15 @@ async def ensure_search_attributes(client: Client) -> None:
     except RPCError as error:
         if "already" not in str(error).lower():
             raise
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a process that used a Temporal client, skipping the interpreter's teardown.
+
+    The SDK's Rust runtime keeps threads that can outlive Python's finalisation and then abort the
+    process ("Fatal Python error: PyGILState_Release", exit 134) after all work is done
+    (temporalio/sdk-python#300). Everything is flushed first, so nothing is lost."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -21,7 +21,7 @@ from temporalio.worker import Worker
 from activities import DeploymentWatch, MoodleSyncActivities
 from moodle import MoodleClient, check_connection, client_from_settings
 from settings import ConfigError, Settings, load_settings
-from temporal_client import connect, ensure_search_attributes
+from temporal_client import connect, ensure_search_attributes, exit_process
 from workflows import ALL_WORKFLOWS
 
 log = logging.getLogger("worker")
@@ -96,4 +96,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -1,8 +1,7 @@
 """``python -m demo``: see the `demo` package."""
 
-import sys
-
 from demo.run import main
+from temporal_client import exit_process
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -1,8 +1,7 @@
 """``python -m starter``: see `starter.cli`."""
 
-import sys
-
 from starter.cli import main
+from temporal_client import exit_process
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
