@@ -282,8 +282,11 @@ def describe_result(result: Any) -> str:
         return f"Nothing to do: {skipped}"
     if isinstance(result, DeployResult):
         how = "created from the template" if result.course_created else "already there"
+        created = sum(1 for p in result.participants if p.user_created)
+        written = sum(1 for p in result.participants if p.enrolled)
         return (f"Moodle course {result.course_id} ({result.course_shortname}, {how}): "
-                f"{result.done} of {result.total} participants have their account and enrolment")
+                f"{result.done} of {result.total} participants have their account and enrolment "
+                f"({created} accounts created and {written} enrolments written by this run)")
     if isinstance(result, ChangeResult):
         return "; ".join(f"participant {o.participant_id}: {o.note}" for o in result.applied) or "nothing applied"
     if isinstance(result, ArchiveResult):
