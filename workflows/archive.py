@@ -8,7 +8,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.moodle_sync import UNENROL_BATCH, MoodleSyncActivities
     from activities.types import ArchivePlanInput, UnenrolInput
 
-from .common import load_config, quick, slow, wait_for_deployment
+from .common import load_config, quick, skip_reason, slow, wait_for_deployment
 from .types import ArchiveResult, EventRef, Progress
 
 
@@ -23,11 +23,8 @@ class ArchiveEvent:
     async def run(self, event: EventRef) -> ArchiveResult:
         result = self._result = ArchiveResult(event_id=event.event_id)
         config = await load_config()
-        if not config.enabled:
-            result.skipped_reason = "Moodle integration is disabled (MOODLE_ENABLED is false); nothing was done"
-            return result
-        if event.moodle_course_id is None:
-            result.skipped_reason = "the event's environment has no Moodle course (moodle_course_id is null)"
+        result.skipped_reason = skip_reason(config, event.moodle_course_id)
+        if result.skipped_reason:
             return result
         self._set_stage("waiting for the event's deployment to finish")
         await wait_for_deployment(event.event_id, config)

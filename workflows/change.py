@@ -10,7 +10,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.types import EnrolInput, EnsureUserInput, FindUserInput, SyncConfig, UnenrolInput
     from models import Role
 
-from .common import checked, load_config, quick, wait_for_deployment
+from .common import checked, load_config, quick, skip_reason, wait_for_deployment
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
 
 
@@ -40,11 +40,8 @@ class ChangeParticipant:
         if not self._requests:  # started without the signal (e.g. from the Temporal UI)
             self._requests.append(first)
         config = await load_config()
-        if not config.enabled:
-            result.skipped_reason = "Moodle integration is disabled (MOODLE_ENABLED is false); nothing was done"
-            return result
-        if first.moodle_course_id is None:
-            result.skipped_reason = "the event's environment has no Moodle course (moodle_course_id is null)"
+        result.skipped_reason = skip_reason(config, first.moodle_course_id)
+        if result.skipped_reason:
             return result
 
         self._stage = "waiting for the event's deployment to finish"

@@ -41,6 +41,15 @@ async def load_config() -> SyncConfig:
     )
 
 
+def skip_reason(config: SyncConfig, moodle_course_id: int | None) -> str | None:
+    """Why a run makes no Moodle call at all, or None when it has work to do."""
+    if not config.enabled:
+        return "Moodle integration is disabled (MOODLE_ENABLED is false); nothing was done"
+    if moodle_course_id is None:
+        return "the event's environment has no Moodle course (moodle_course_id is null)"
+    return None
+
+
 def per_user(sync_timeout_s: float, retry_max_interval_s: float) -> ActivityOptions:
     """Options of a per-user activity: MOODLE_SYNC_TIMEOUT for each attempt."""
     return {

@@ -7,7 +7,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.moodle_sync import MoodleSyncActivities
 
-from .common import load_config, quick, slow, wait_for_deployment
+from .common import load_config, quick, skip_reason, slow, wait_for_deployment
 from .types import DeleteResult, EventRef
 
 
@@ -17,11 +17,8 @@ class DeleteEvent:
     async def run(self, event: EventRef) -> DeleteResult:
         result = DeleteResult(event_id=event.event_id)
         config = await load_config()
-        if not config.enabled:
-            result.skipped_reason = "Moodle integration is disabled (MOODLE_ENABLED is false); nothing was done"
-            return result
-        if event.moodle_course_id is None:
-            result.skipped_reason = "the event's environment has no Moodle course (moodle_course_id is null)"
+        result.skipped_reason = skip_reason(config, event.moodle_course_id)
+        if result.skipped_reason:
             return result
         if workflow.patched("delete-waits-for-deployment"):
             # Deleting while the deployment still runs would delete the course under it, or miss the

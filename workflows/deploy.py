@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
 
 from . import ids
 from .batch import BATCH_SIZE, DeployBatch, sync_participants
-from .common import as_run_failure, load_config, slow
+from .common import as_run_failure, load_config, skip_reason, slow
 from .types import (
     BatchInput,
     BatchResult,
@@ -54,10 +54,9 @@ class DeployEvent:
         self._event_id = event.id
         self._status = {p.id: ParticipantOutcome(id=p.id, role=str(p.role)) for p in event.participants}
         config = await load_config()
-        if not config.enabled:
-            return self._skipped("Moodle integration is disabled (MOODLE_ENABLED is false); nothing was done")
-        if event.moodle_course_id is None:
-            return self._skipped("the event's environment has no Moodle course (moodle_course_id is null)")
+        reason = skip_reason(config, event.moodle_course_id)
+        if reason or event.moodle_course_id is None:
+            return self._skipped(reason or "")
 
         self._set_stage("duplicating the template course")
         course = await workflow.execute_activity_method(
