@@ -146,6 +146,11 @@ def enrol_users(site: Site, params: dict[str, Any]) -> None:
                     "bool given, "
                     "called in /var/www/moodle/lib/enrollib.php on line 3674",
                 )
+            # Moodle sends the welcome from the course contact (the first editing teacher) in a hook that
+            # runs before the new role is assigned: any user, teachers included, enrolled while the course
+            # has a teacher gets one, on every call; the first teacher gets none (enrollib.php enrol_user).
+            if site.teacher_ids(course_id):
+                site.send(Message("welcome", user_id, course_id, f"Welcome to {course.fullname}"))
             site.enrol(
                 course_id,
                 user_id,
@@ -154,8 +159,6 @@ def enrol_users(site: Site, params: dict[str, Any]) -> None:
                 timestart=item.get("timestart", 0),
                 timeend=item.get("timeend", 0),
             )
-            if role_id != EDITING_TEACHER and site.teacher_ids(course_id):
-                site.send(Message("welcome", user_id, course_id, f"Welcome to {course.fullname}"))
 
 
 def unenrol_users(site: Site, params: dict[str, Any]) -> None:

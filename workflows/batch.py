@@ -13,7 +13,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.moodle_sync import MoodleSyncActivities
     from activities.types import EnrolInput, EnsureUserInput
-    from models import Participant
+    from models import Participant, Role
 
 from .common import describe, is_configuration_error, per_user
 from .types import BatchInput, BatchResult, ParticipantOutcome, SubtaskState
@@ -49,7 +49,10 @@ async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutc
                     other_role_ids=[r for r in batch.role_ids.values() if r != role_id]
                     if p.id in batch.role_changes else [],
                     participant_id=p.id,
-                    course_may_have_teacher=not batch.fresh_course,
+                    # Students of a course this run made are enrolled before any teacher, so no welcome
+                    # mail can go out and a retry needs no check; from the second instructor on, Moodle
+                    # mails each one, so their retries check first.
+                    course_may_have_teacher=not (batch.fresh_course and p.role == Role.STUDENT),
                 ),
                 **options,
             )
