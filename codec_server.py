@@ -141,7 +141,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
-    from codec import EncryptionCodec
+    from codec import payload_codec
     from settings import ConfigError, load_settings
 
     args = parse_args(argv)
@@ -153,15 +153,13 @@ def main(argv: list[str] | None = None) -> int:
             secret = load_settings().payload_encryption_key
             key = None if secret is None else secret.get_secret_value()
         if key is None:
-            raise ConfigError("PAYLOAD_ENCRYPTION_KEY is not set: the codec server needs the key the worker "
-                              "encrypts with (set it in the environment or .env)")
-        codec = EncryptionCodec.from_key(key)
+            log.warning("PAYLOAD_ENCRYPTION_KEY is not set: serving only the decompression of large payloads")
+        codec = payload_codec(key)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
     origins = args.origin or list(DEFAULT_ORIGINS)
-    log.info("codec server for key %s on http://%s:%d (CORS origins: %s)", codec.key_id, args.host, args.port,
-             ", ".join(origins))
+    log.info("codec server on http://%s:%d (CORS origins: %s)", args.host, args.port, ", ".join(origins))
     uvicorn.run(CodecServer(codec, origins), host=args.host, port=args.port, log_level="warning",
                 access_log=False, lifespan="on")
     return 0

@@ -16,6 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import RPCError
 
+from codec import payload_codec
 from settings import Settings
 from workflows.ids import EVENT_ID_ATTRIBUTE
 
@@ -23,12 +24,11 @@ log = logging.getLogger("temporal")
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """Pydantic-aware payloads; encrypted with PAYLOAD_ENCRYPTION_KEY when it is set."""
-    if settings.payload_encryption_key is None:
-        return pydantic_data_converter
-    from codec import EncryptionCodec
-
-    codec = EncryptionCodec.from_key(settings.payload_encryption_key.get_secret_value())
+    """Pydantic-aware payloads, large ones compressed; encrypted too when PAYLOAD_ENCRYPTION_KEY is set."""
+    key = settings.payload_encryption_key
+    codec = payload_codec(key.get_secret_value() if key else None)
+    if key is None:
+        return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
     # Failure messages and stack traces name participants too: encrypt them with the payloads.
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec,
                                failure_converter_class=DefaultFailureConverterWithEncodedAttributes)

@@ -27,6 +27,12 @@ from workflows import ALL_WORKFLOWS
 log = logging.getLogger("worker")
 
 
+ACTIVITY_SLOTS_PER_CONNECTION = 2
+"""An activity holds its slot a little longer than its Moodle call (the engine's own round trips): with
+twice as many slots as Moodle connections, the connections stay busy. Moodle never sees more than
+MOODLE_MAX_CONCURRENCY calls at once: the client's connection pool is that size."""
+
+
 def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Worker:
     """The worker with every workflow and activity; at most MOODLE_MAX_CONCURRENCY Moodle calls at once."""
     sync = MoodleSyncActivities(moodle, settings)
@@ -36,7 +42,7 @@ def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Wo
         task_queue=settings.temporal_task_queue,
         workflows=ALL_WORKFLOWS,
         activities=[*sync.all(), watch.deployment_running],
-        max_concurrent_activities=settings.moodle_max_concurrency,
+        max_concurrent_activities=settings.moodle_max_concurrency * ACTIVITY_SLOTS_PER_CONNECTION,
         graceful_shutdown_timeout=timedelta(seconds=settings.moodle_sync_timeout + 5),
     )
 

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -19,7 +18,7 @@ from devserver import temporal_cli
 from fake_moodle import FakeMoodle
 from moodle import MoodleClient
 from settings import Settings, load_settings
-from temporal_client import ensure_search_attributes
+from temporal_client import data_converter, ensure_search_attributes
 from worker import build_worker
 
 TOKEN = "test-token-0123456789abcdef"
@@ -30,7 +29,7 @@ MOODLE_URL = "http://moodle.test"
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(make_settings()),
         dev_server_log_level="error",
     )
     await ensure_search_attributes(env.client)

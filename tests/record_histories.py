@@ -13,13 +13,12 @@ import json
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import starter
 from devserver import temporal_cli
 from fake_moodle import FakeMoodle
-from temporal_client import ensure_search_attributes
+from temporal_client import data_converter, ensure_search_attributes
 from tests.conftest import TOKEN, add_moodle_user, make_event, make_settings, running_worker
 
 HERE = Path(__file__).parent / "histories"
@@ -37,7 +36,7 @@ async def save(client: Client, workflow_id: str, name: str) -> None:
 
 async def main() -> None:
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli(),
-                                                data_converter=pydantic_data_converter)
+                                                data_converter=data_converter(make_settings()))
     client = env.client
     await ensure_search_attributes(client)
     fake = FakeMoodle(token=TOKEN)

@@ -22,7 +22,16 @@ from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 from temporalio.testing import WorkflowEnvironment
 
 import starter
-from codec import ENCODING, KEY_ID_METADATA, DecryptionError, EncryptionCodec, InvalidKeyError, generate_key
+from codec import (
+    ENCODING,
+    KEY_ID_METADATA,
+    CodecChain,
+    CompressionCodec,
+    DecryptionError,
+    EncryptionCodec,
+    InvalidKeyError,
+    generate_key,
+)
 from fake_moodle import FakeMoodle
 from settings import ConfigError, Settings
 from temporal_client import data_converter
@@ -103,9 +112,12 @@ def test_key_never_shown() -> None:
 
 
 def test_off_by_default_on_with_the_key() -> None:
-    assert data_converter(make_settings()) is pydantic_data_converter
+    plain = data_converter(make_settings())
+    assert isinstance(plain.payload_codec, CompressionCodec)  # only large payloads are touched
+    assert plain.failure_converter_class is pydantic_data_converter.failure_converter_class
     converter = data_converter(make_settings(payload_encryption_key=KEY))
-    assert isinstance(converter.payload_codec, EncryptionCodec)
+    assert isinstance(converter.payload_codec, CodecChain)
+    assert [type(c) for c in converter.payload_codec.codecs] == [CompressionCodec, EncryptionCodec]
     assert converter.payload_converter_class is pydantic_data_converter.payload_converter_class
     assert converter.failure_converter_class is DefaultFailureConverterWithEncodedAttributes  # messages name people
     # A bad key stops the worker at start-up (settings validation, or the converter), naming the fix.
@@ -168,7 +180,8 @@ async def test_history_holds_no_personal_data_and_the_codec_server_reads_it(
     assert {p["username"] for p in event["participants"] + [newcomer]} - {rejected["username"]} <= users
 
     # Read with a client WITHOUT the codec, as the server (and anyone with access to it) stores it.
-    plain_client = temporal_env.client
+    plain_client = Client(temporal_env.client.service_client, namespace=temporal_env.client.namespace,
+                          data_converter=pydantic_data_converter)
     assert plain_client.data_converter.payload_codec is None
     histories = await export_histories(plain_client, f'OpenVLEEventId = "{event["id"]}"',
                                        expect_ids={handle.id, f"moodle-participant-{event['id']}-{newcomer['id']}"})

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from temporal_client import data_converter
+from tests.conftest import make_settings
 from workflows import ALL_WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -26,5 +27,5 @@ def test_every_workflow_has_a_stored_history() -> None:
 @pytest.mark.parametrize("history", [WorkflowHistory.from_json(p.stem, p.read_text()) for p in HISTORIES],
                          ids=[p.stem for p in HISTORIES])
 async def test_history_replays(history: WorkflowHistory) -> None:
-    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=data_converter(make_settings()))
     await replayer.replay_workflow(history)

@@ -21,6 +21,9 @@ from .types import BatchInput, BatchResult, ParticipantOutcome, SubtaskState
 BATCH_SIZE = 500
 """Participants per child workflow: about 3,500 history events each, 500 activities pending at most."""
 
+BATCHES_AT_ONCE = 4
+"""Child workflows of one deployment running at the same time."""
+
 
 async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutcome]) -> None:
     """Ensure each participant's account and enrolment; a participant that fails fails alone.

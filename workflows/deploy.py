@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from models import Event, Participant, Role
 
 from . import ids
-from .batch import BATCH_SIZE, DeployBatch, sync_participants
+from .batch import BATCH_SIZE, BATCHES_AT_ONCE, DeployBatch, sync_participants
 from .common import as_run_failure, load_config, skip_reason, slow
 from .types import (
     BatchInput,
@@ -123,12 +123,16 @@ class DeployEvent:
         if not many:
             await sync_participants(batch_of(group), self._status)
             return
-        for p in group:
-            self._status[p.id].state = SubtaskState.RUNNING
+        # A few shares at a time keep the worker's caches (and memory) bounded; more would not be faster,
+        # as the activity slots are already full.
+        running = asyncio.Semaphore(BATCHES_AT_ONCE)
 
         async def child(index: int, share: Sequence[Participant]) -> None:
+            await running.acquire()
             child_id = ids.batch_id(event.id, f"{role}s", index)
             self._batches_running.append(child_id)
+            for p in share:
+                self._status[p.id].state = SubtaskState.RUNNING
             try:
                 result: BatchResult = await workflow.execute_child_workflow(
                     DeployBatch.run, batch_of(share), id=child_id,
@@ -137,6 +141,7 @@ class DeployEvent:
                 )
             finally:
                 self._batches_running.remove(child_id)
+                running.release()
             for outcome in result.participants:
                 self._status[outcome.id] = outcome
             self._set_stage(self._stage)
