@@ -13,10 +13,11 @@ import logging
 import signal
 import sys
 from datetime import timedelta
+from typing import TypedDict
 
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities import DeploymentWatch, MoodleSyncActivities
 from moodle import MoodleClient, check_connection, client_from_settings
@@ -33,6 +34,27 @@ twice as many slots as Moodle connections, the connections stay busy. Moodle nev
 MOODLE_MAX_CONCURRENCY calls at once: the client's connection pool is that size."""
 
 
+class WorkerTuning(TypedDict):
+    max_concurrent_activities: int
+    activity_task_poller_behavior: PollerBehaviorAutoscaling
+    workflow_task_poller_behavior: PollerBehaviorAutoscaling
+    graceful_shutdown_timeout: timedelta
+
+
+def worker_tuning(settings: Settings) -> WorkerTuning:
+    """The worker's options (shared with the benchmark's engine floor, so both are measured alike).
+
+    Pollers scale with the load: a deployment schedules hundreds of activities at once, and a fixed
+    handful of pollers would leave slots idle while tasks wait in the queue."""
+    slots = settings.moodle_max_concurrency * ACTIVITY_SLOTS_PER_CONNECTION
+    return {
+        "max_concurrent_activities": slots,
+        "activity_task_poller_behavior": PollerBehaviorAutoscaling(maximum=max(slots, 5)),
+        "workflow_task_poller_behavior": PollerBehaviorAutoscaling(),
+        "graceful_shutdown_timeout": timedelta(seconds=settings.moodle_sync_timeout + 5),
+    }
+
+
 def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Worker:
     """The worker with every workflow and activity; at most MOODLE_MAX_CONCURRENCY Moodle calls at once."""
     sync = MoodleSyncActivities(moodle, settings)
@@ -42,8 +64,7 @@ def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Wo
         task_queue=settings.temporal_task_queue,
         workflows=ALL_WORKFLOWS,
         activities=[*sync.all(), watch.deployment_running],
-        max_concurrent_activities=settings.moodle_max_concurrency * ACTIVITY_SLOTS_PER_CONNECTION,
-        graceful_shutdown_timeout=timedelta(seconds=settings.moodle_sync_timeout + 5),
+        **worker_tuning(settings),
     )
 
 

@@ -79,7 +79,7 @@ async def _serve() -> None:
 
     from settings import load_settings
     from temporal_client import connect
-    from worker import ACTIVITY_SLOTS_PER_CONNECTION
+    from worker import ACTIVITY_SLOTS_PER_CONNECTION, worker_tuning
 
     settings = load_settings()
     client = await connect(settings)
@@ -93,8 +93,7 @@ async def _serve() -> None:
         task_queue=settings.temporal_task_queue,
         workflows=[EngineFloor, EngineFloorBatch],
         activities=[noop],
-        max_concurrent_activities=settings.moodle_max_concurrency * ACTIVITY_SLOTS_PER_CONNECTION,
-        graceful_shutdown_timeout=timedelta(seconds=settings.moodle_sync_timeout + 5),
+        **worker_tuning(settings),
     )
     async with worker:
         print(f"floor worker polling task queue {settings.temporal_task_queue!r}, "
