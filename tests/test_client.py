@@ -15,6 +15,7 @@ from moodle import (
     MoodleApiError,
     MoodleClient,
     MoodleConnectionError,
+    MoodleError,
     MoodlePHPError,
     MoodleResponseError,
     MoodleTimeoutError,
@@ -81,8 +82,8 @@ async def test_duplicate_asks_for_an_empty_copy(moodle: MoodleClient) -> None:
      MoodleApiError, "sitemaintenance", True),
 ])
 @respx.mock
-async def test_moodle_exception_bodies(moodle: MoodleClient, body: str, error_type: type, code: str | None,
-                                       retryable: bool) -> None:
+async def test_moodle_exception_bodies(moodle: MoodleClient, body: str, error_type: type[MoodleApiError],
+                                       code: str | None, retryable: bool) -> None:
     respx.post(ENDPOINT).mock(return_value=httpx.Response(200, text=body))
     with pytest.raises(error_type) as caught:
         await moodle.get_site_info()
@@ -99,8 +100,9 @@ async def test_guide_wording_and_fix(moodle: MoodleClient) -> None:
         "message": "Access control exception"}))
     with pytest.raises(AccessDeniedError) as caught:
         await moodle.create_courses([{"fullname": "A", "shortname": "a", "categoryid": 1}])
-    assert ("Moodle API Error [accessexception]: Access control exception in core_course_create_courses. "
-            "The token does not have all required Web Service Functions. Check service configuration") in str(caught.value)
+    expected = ("Moodle API Error [accessexception]: Access control exception in core_course_create_courses. "
+                "The token does not have all required Web Service Functions. Check service configuration")
+    assert expected in str(caught.value)
 
 
 @respx.mock
@@ -124,7 +126,7 @@ async def test_warnings_in_success_bodies(moodle: MoodleClient) -> None:
 @respx.mock
 async def test_null_body_is_success(moodle: MoodleClient) -> None:
     respx.post(ENDPOINT).mock(return_value=httpx.Response(200, text="null"))
-    assert await moodle.unenrol_users([{"userid": 1, "courseid": 2}]) is None
+    await moodle.unenrol_users([{"userid": 1, "courseid": 2}])  # raises on anything but a success body
 
 
 @pytest.mark.parametrize(("response", "error_type", "retryable"), [
@@ -137,7 +139,7 @@ async def test_null_body_is_success(moodle: MoodleClient) -> None:
     (httpx.ReadTimeout("timed out"), MoodleTimeoutError, True),
 ])
 @respx.mock
-async def test_transport_and_http_failures(moodle: MoodleClient, response: object, error_type: type,
+async def test_transport_and_http_failures(moodle: MoodleClient, response: object, error_type: type[MoodleError],
                                            retryable: bool) -> None:
     if isinstance(response, Exception):
         respx.post(ENDPOINT).mock(side_effect=response)
