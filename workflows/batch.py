@@ -28,10 +28,14 @@ BATCHES_AT_ONCE = 4
 async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutcome]) -> None:
     """Ensure each participant's account and enrolment; a participant that fails fails alone.
 
-    A configuration error (bad token, missing function) is raised: no participant could succeed."""
+    Every account is looked up or created at once; an instructor is enrolled only once every student of
+    the batch is settled (see DeployEvent on welcome mails). A configuration error (bad token, missing
+    function) is raised: no participant could succeed."""
     options = per_user(batch.sync_timeout_s, batch.retry_max_interval_s)
+    students_unsettled = sum(1 for p in batch.participants if p.role == Role.STUDENT)
 
     async def one(p: Participant) -> None:
+        nonlocal students_unsettled
         outcome = status[p.id]
         outcome.state = SubtaskState.RUNNING
         role_id = batch.role_ids[p.role]
@@ -40,6 +44,8 @@ async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutc
                 MoodleSyncActivities.ensure_user, EnsureUserInput(participant=p), **options
             )
             outcome.moodle_user_id, outcome.user_created = user.user_id, user.created
+            if p.role == Role.INSTRUCTOR:
+                await workflow.wait_condition(lambda: students_unsettled == 0)
             enrolled = await workflow.execute_activity_method(
                 MoodleSyncActivities.enrol_user,
                 EnrolInput(
@@ -66,6 +72,9 @@ async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutc
                 raise
             message, kind = describe(error)
             outcome.state, outcome.error, outcome.error_type = SubtaskState.FAILED, f"{p.label}: {message}", kind
+        finally:
+            if p.role == Role.STUDENT:
+                students_unsettled -= 1
 
     await asyncio.gather(*(one(p) for p in batch.participants))
 

@@ -83,12 +83,18 @@ class DeployEvent:
             role_changes = plan.role_changes
 
         todo = [p for p in event.participants if self._status[p.id].state == SubtaskState.PENDING]
-        for role in (Role.STUDENT, Role.INSTRUCTOR):
-            group = [p for p in todo if p.role == role]
-            if group:
-                self._set_stage(f"enrolling {role}s")
-                await self._sync(event, group, role, course.created, role_changes, config,
-                                 many=len(todo) > BATCH_SIZE)
+        if len(todo) <= BATCH_SIZE and workflow.patched("instructor-accounts-alongside-students"):
+            # One share: instructors' accounts are made while the students are enrolled; only their
+            # enrolment waits for the students (sync_participants).
+            self._set_stage("creating accounts and enrolling, students before instructors")
+            await self._sync(event, todo, "participants", course.created, role_changes, config, many=False)
+        else:
+            for role in (Role.STUDENT, Role.INSTRUCTOR):
+                group = [p for p in todo if p.role == role]
+                if group:
+                    self._set_stage(f"enrolling {role}s")
+                    await self._sync(event, group, f"{role}s", course.created, role_changes, config,
+                                     many=len(todo) > BATCH_SIZE)
 
         result = DeployResult(
             event_id=event.id, course_id=course.id, course_shortname=course.shortname,
@@ -108,7 +114,7 @@ class DeployEvent:
         self._set_stage("done")
         return result
 
-    async def _sync(self, event: Event, group: Sequence[Participant], role: Role, fresh: bool,
+    async def _sync(self, event: Event, group: Sequence[Participant], label: str, fresh: bool,
                     role_changes: list[str], config: SyncConfig, *, many: bool) -> None:
         assert self._course_id is not None
 
@@ -129,14 +135,14 @@ class DeployEvent:
 
         async def child(index: int, share: Sequence[Participant]) -> None:
             await running.acquire()
-            child_id = ids.batch_id(event.id, f"{role}s", index)
+            child_id = ids.batch_id(event.id, label, index)
             self._batches_running.append(child_id)
             for p in share:
                 self._status[p.id].state = SubtaskState.RUNNING
             try:
                 result: BatchResult = await workflow.execute_child_workflow(
                     DeployBatch.run, batch_of(share), id=child_id,
-                    static_summary=f"Event {event.id}: {len(share)} {role}s (batch {index + 1})",
+                    static_summary=f"Event {event.id}: {len(share)} {label} (batch {index + 1})",
                     search_attributes=TypedSearchAttributes([SearchAttributePair(ids.EVENT_ID_ATTRIBUTE, event.id)]),
                 )
             finally:
