@@ -18,113 +18,50 @@ It holds the key: bind it to localhost (the default) or put it behind your authe
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Sequence
 
 from google.protobuf import json_format
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 DEFAULT_ORIGINS = ("http://localhost:8233", "http://127.0.0.1:8233")
 MAX_BODY = 64 * 1024 * 1024
 log = logging.getLogger("codec_server")
 
 
-class CodecServer:
-    """The ASGI application around a `PayloadCodec`."""
+def codec_app(codec: PayloadCodec, origins: Sequence[str] = DEFAULT_ORIGINS) -> Starlette:
+    """The ASGI application around a `PayloadCodec`: POST /encode and /decode, optionally under a namespace."""
 
-    def __init__(self, codec: PayloadCodec, origins: tuple[str, ...] | list[str] = DEFAULT_ORIGINS) -> None:
-        self.codec = codec
-        self.origins = tuple(origins)
-
-    def _cors(self, scope: Scope) -> list[tuple[bytes, bytes]]:
-        origin = dict(scope.get("headers") or []).get(b"origin", b"").decode("latin-1")
-        if not origin or ("*" not in self.origins and origin not in self.origins):
-            return []
-        return [
-            (b"access-control-allow-origin", origin.encode("latin-1")),
-            (b"access-control-allow-credentials", b"true"),
-            (b"access-control-allow-methods", b"POST, OPTIONS"),
-            (b"access-control-allow-headers", b"Content-Type, X-Namespace, Authorization"),
-            (b"access-control-max-age", b"600"),
-            (b"vary", b"Origin"),
-        ]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        cors = self._cors(scope)
-        path = scope["path"].rstrip("/")
-        operation = path.rsplit("/", 1)[-1]
-        if operation not in ("encode", "decode") or path.count("/") > 2:
-            await _respond(send, 404, {"error": "not found: POST /encode or /decode"}, cors)
-            return
-        if scope["method"] == "OPTIONS":
-            await _respond(send, 204 if cors else 403, None, cors)
-            return
-        if scope["method"] != "POST":
-            await _respond(send, 405, {"error": "use POST"}, [*cors, (b"allow", b"POST, OPTIONS")])
-            return
-        body = await _read_body(receive)
-        if body is None:
-            await _respond(send, 413, {"error": "body too large"}, cors)
-            return
+    async def handle(request: Request) -> JSONResponse:
+        operation = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return JSONResponse({"error": "body too large"}, status_code=413)
         try:
             payloads = json_format.Parse(body or b"{}", Payloads())
         except (json_format.ParseError, UnicodeDecodeError) as error:
-            await _respond(send, 400, {"error": f"body is not a JSON Payloads message: {error}"}, cors)
-            return
+            return JSONResponse({"error": f"body is not a JSON Payloads message: {error}"}, status_code=400)
         try:
-            if operation == "encode":
-                done = await self.codec.encode(payloads.payloads)
-            else:
-                done = await self.codec.decode(payloads.payloads)
+            coded = await (codec.encode if operation == "encode" else codec.decode)(payloads.payloads)
         except Exception as error:
             log.warning("%s failed: %s", operation, error)
-            await _respond(send, 400, {"error": f"{operation} failed: {error}"}, cors)
-            return
-        await _respond(send, 200, json_format.MessageToDict(Payloads(payloads=done)), cors)
+            return JSONResponse({"error": f"{operation} failed: {error}"}, status_code=400)
+        return JSONResponse(json_format.MessageToDict(Payloads(payloads=coded)))
 
-
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
-
-
-async def _respond(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]]) -> None:
-    data = b"" if body is None else json.dumps(body).encode()
-    extra = [(b"content-type", b"application/json")] if body is not None else []
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*extra, (b"content-length", str(len(data)).encode()), *headers]})
-    await send({"type": "http.response.body", "body": data})
+    routes = [Route(path, handle, methods=["POST"])
+              for path in ("/encode", "/decode", "/{namespace}/encode", "/{namespace}/decode")]
+    cors = Middleware(CORSMiddleware, allow_origins=list(origins), allow_methods=["POST"], allow_credentials=True,
+                      allow_headers=["Content-Type", "X-Namespace", "Authorization"], max_age=600)
+    return Starlette(routes=routes, middleware=[cors])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -160,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     origins = args.origin or list(DEFAULT_ORIGINS)
     log.info("codec server on http://%s:%d (CORS origins: %s)", args.host, args.port, ", ".join(origins))
-    uvicorn.run(CodecServer(codec, origins), host=args.host, port=args.port, log_level="warning",
-                access_log=False, lifespan="on")
+    uvicorn.run(codec_app(codec, origins), host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 

@@ -37,15 +37,6 @@ class Proxy:
                 "in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await self.http.aclose()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
         if scope["type"] != "http":
             return
         body = b""
@@ -98,11 +89,18 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True)
     args = parser.parse_args()
-    config = uvicorn.Config(Proxy(args.upstream), host="127.0.0.1", port=args.port, log_level="warning",
-                            access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
+    proxy = Proxy(args.upstream)
+    config = uvicorn.Config(proxy, host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
+                            lifespan="off")
     print(f"counting proxy on http://127.0.0.1:{args.port} -> {args.upstream}", flush=True)
-    asyncio.run(server.serve())
+
+    async def serve() -> None:
+        try:
+            await uvicorn.Server(config).serve()
+        finally:
+            await proxy.http.aclose()
+
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":
