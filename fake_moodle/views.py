@@ -165,8 +165,8 @@ def course_full(site: Site, course: Course) -> dict[str, Any]:
     return out
 
 
-def user_details(site: Site, user: User) -> dict[str, Any]:
-    """One user of ``core_user_get_users_by_field``; empty optional fields are left out, as Moodle does."""
+def _identity(user: User) -> dict[str, Any]:
+    """The leading fields of a user in Moodle's answers, in Moodle's order; empty optional ones left out."""
     out: dict[str, Any] = {
         "id": user.id,
         "username": user.username,
@@ -180,6 +180,12 @@ def user_details(site: Site, user: User) -> dict[str, Any]:
         out["institution"] = user.institution
     if user.idnumber:
         out["idnumber"] = user.idnumber
+    return out
+
+
+def user_details(site: Site, user: User) -> dict[str, Any]:
+    """One user of ``core_user_get_users_by_field``; empty optional fields are left out, as Moodle does."""
+    out = _identity(user)
     out.update(
         {
             "firstaccess": 0,
@@ -260,19 +266,7 @@ def enrolled_user(
     site: Site, user: User, enrolment: Enrolment, userfields: set[str] | None
 ) -> dict[str, Any]:
     """One user of ``core_enrol_get_enrolled_users``; ``userfields`` None means every field."""
-    full: dict[str, Any] = {
-        "id": user.id,
-        "username": user.username,
-        "firstname": user.firstname,
-        "lastname": user.lastname,
-        "fullname": user.fullname,
-        "email": user.email,
-        "department": user.department,
-    }
-    if user.institution:
-        full["institution"] = user.institution
-    if user.idnumber:
-        full["idnumber"] = user.idnumber
+    full = _identity(user)
     full.update({"firstaccess": 0, "lastaccess": 0, "lastcourseaccess": 0})
     if user.description:
         full["description"] = user.description
