@@ -8,6 +8,7 @@ enrolment or mail.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
@@ -28,6 +29,9 @@ from .types import (
     EnrolResult,
     EnsureUserInput,
     FindUserInput,
+    FindUsersInput,
+    FoundUsers,
+    MatchKey,
     PlanInput,
     PlanResult,
     PrepareCourseInput,
@@ -40,6 +44,12 @@ log = logging.getLogger("activities")
 
 ENROLMENT_PAGE = 1000
 """Users per core_enrol_get_enrolled_users call: bounded answers on courses of any size."""
+
+LOOKUP_BATCH = 100
+"""Participants per bulk core_user_get_users_by_field call (two spellings of an email each: 200 values)."""
+
+LOOKUPS_AT_ONCE = 4
+"""Bulk look-up calls in flight at once, so a large event's look-up leaves Moodle room for other work."""
 
 UNENROL_BATCH = 500
 """Enrolments per enrol_manual_unenrol_users call: 2 form fields each, far below PHP's max_input_vars."""
@@ -315,12 +325,43 @@ class MoodleSyncActivities:
 
     @activity.defn
     @moodle_errors
+    async def find_users(self, spec: FindUsersInput) -> FoundUsers:
+        """The accounts of many participants at once, by MOODLE_USER_MATCH_FIELD: one call per
+        LOOKUP_BATCH participants instead of one per participant."""
+        by_email = self.settings.moodle_user_match_field == "email"
+        found: dict[str, int] = {}
+        gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
+
+        async def look_up(keys: list[MatchKey]) -> None:
+            if by_email:
+                values = list(dict.fromkeys(v for k in keys for v in email_spellings(k.email)))
+            else:
+                values = [k.username for k in keys]
+            async with gate:
+                users = await self.moodle.get_users_by_field("email" if by_email else "username", values)
+            owner: dict[str, int] = {}
+            for user in sorted(users, key=lambda u: -u["id"]):  # the oldest account wins, as in _lookup
+                owner[str(user.get("email", "")).lower() if by_email else str(user.get("username", ""))] = user["id"]
+            for k in keys:
+                user_id = owner.get(k.email.lower() if by_email else k.username)
+                if user_id is not None:
+                    found[k.participant_id] = user_id
+            activity.heartbeat(len(found))
+
+        await asyncio.gather(*(look_up(spec.keys[i:i + LOOKUP_BATCH])
+                               for i in range(0, len(spec.keys), LOOKUP_BATCH)))
+        return FoundUsers(user_ids=found)
+
+    @activity.defn
+    @moodle_errors
     async def ensure_user(self, spec: EnsureUserInput) -> UserRef:
         """The participant's Moodle account, created (with MOODLE_USER_AUTH) when none matches."""
         p = spec.participant
-        user = await self._lookup(p)
-        if user:
-            return UserRef(user_id=user["id"], created=False)
+        # A retry always looks first: the previous attempt may have created the account.
+        if not (spec.known_missing and activity.info().attempt == 1):
+            user = await self._lookup(p)
+            if user:
+                return UserRef(user_id=user["id"], created=False)
         auth = self.settings.moodle_user_auth
         new_user: dict[str, str | int] = {"username": p.username, "firstname": p.first_name, "lastname": p.last_name,
                     "email": p.email, "auth": auth}
@@ -370,4 +411,4 @@ class MoodleSyncActivities:
         """Every activity, for the worker to register."""
         return [self.load_sync_config, self.find_event_course, self.prepare_course, self.hide_course,
                 self.delete_course, self.plan_deployment, self.enrol_user, self.unenrol_users,
-                self.plan_archive, self.find_user, self.ensure_user]
+                self.plan_archive, self.find_user, self.find_users, self.ensure_user]

@@ -68,6 +68,19 @@ class PlanResult:
 @dataclass(frozen=True)
 class EnsureUserInput:
     participant: Participant
+    known_missing: bool = False
+    """A bulk look-up just found no account: the first attempt creates it without looking again."""
+
+
+@dataclass(frozen=True)
+class FindUsersInput:
+    keys: list[MatchKey]
+
+
+@dataclass(frozen=True)
+class FoundUsers:
+    user_ids: dict[str, int] = field(default_factory=dict)
+    """participant id -> Moodle user id, for those whose account exists."""
 
 
 @dataclass(frozen=True)

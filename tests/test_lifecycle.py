@@ -11,7 +11,7 @@ import starter
 from fake_moodle import FakeMoodle
 from models import course_idnumber
 from settings import Settings
-from tests.conftest import make_event, make_settings, running_worker
+from tests.conftest import add_moodle_user, make_event, make_settings, running_worker
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -130,3 +130,19 @@ async def test_change_before_deployment_fails_clearly(client: Client, fake: Fake
         await handle.result()
     assert "has no Moodle course yet" in str(failure.value.cause)
     assert fake.calls_by_function().get("core_user_create_users", 0) == 0
+
+
+async def test_existing_accounts_are_found_in_bulk_and_reused(client: Client, fake: FakeMoodle,
+                                                               settings: Settings) -> None:
+    event = make_event(fake, participants=250, instructors=5)
+    for p in event["participants"][::2]:  # half of the people already have a Moodle account
+        await add_moodle_user(fake, username=p["username"], email=p["email"], firstname=p["first_name"],
+                              lastname=p["last_name"])
+    before = fake.calls_by_function()
+    result = await (await starter.deploy_event(client, event, settings=settings)).result()
+    calls = {f: n - before.get(f, 0) for f, n in fake.calls_by_function().items()}
+    assert result.done == 250
+    assert calls["core_user_get_users_by_field"] == 3  # 250 people, 100 per look-up call
+    assert calls["core_user_create_users"] == 125 and calls["enrol_manual_enrol_users"] == 250
+    reused = [o for o in result.participants if not o.user_created]
+    assert len(reused) == 125 and all(o.moodle_user_id for o in reused)

@@ -40,17 +40,21 @@ async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutc
         outcome.state = SubtaskState.RUNNING
         role_id = batch.role_ids[p.role]
         try:
-            user = await workflow.execute_activity_method(
-                MoodleSyncActivities.ensure_user, EnsureUserInput(participant=p), **options
-            )
-            outcome.moodle_user_id, outcome.user_created = user.user_id, user.created
+            user_id = batch.known_users.get(p.id)
+            if user_id is None:
+                user = await workflow.execute_activity_method(
+                    MoodleSyncActivities.ensure_user,
+                    EnsureUserInput(participant=p, known_missing=batch.looked_up), **options
+                )
+                user_id, outcome.user_created = user.user_id, user.created
+            outcome.moodle_user_id = user_id
             if p.role == Role.INSTRUCTOR:
                 await workflow.wait_condition(lambda: students_unsettled == 0)
             enrolled = await workflow.execute_activity_method(
                 MoodleSyncActivities.enrol_user,
                 EnrolInput(
                     course_id=batch.course_id,
-                    user_id=user.user_id,
+                    user_id=user_id,
                     role_id=role_id,
                     # On a course this run made, nobody can hold another role yet and no teacher can
                     # trigger welcome mails before the instructor phase: no checks needed. On an existing

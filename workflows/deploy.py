@@ -11,7 +11,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.moodle_sync import MoodleSyncActivities
-    from activities.types import MatchKey, PlanInput, PrepareCourseInput, SyncConfig
+    from activities.types import FindUsersInput, MatchKey, PlanInput, PrepareCourseInput, SyncConfig
     from models import Event, Participant, Role
 
 from . import ids
@@ -83,18 +83,31 @@ class DeployEvent:
             role_changes = plan.role_changes
 
         todo = [p for p in event.participants if self._status[p.id].state == SubtaskState.PENDING]
+        known: dict[str, int] = {}
+        looked_up = bool(todo) and workflow.patched("bulk-user-lookup")
+        if looked_up:
+            # One call per hundred participants finds the existing accounts; only the missing ones get
+            # a create activity, and nobody a look-up of their own.
+            self._set_stage("looking up the participants' Moodle accounts")
+            found = await workflow.execute_activity_method(
+                MoodleSyncActivities.find_users,
+                FindUsersInput(keys=[MatchKey(p.id, p.username, p.email, 0) for p in todo]),
+                **slow(config),
+            )
+            known = found.user_ids
         if len(todo) <= BATCH_SIZE and workflow.patched("instructor-accounts-alongside-students"):
             # One share: instructors' accounts are made while the students are enrolled; only their
             # enrolment waits for the students (sync_participants).
             self._set_stage("creating accounts and enrolling, students before instructors")
-            await self._sync(event, todo, "participants", course.created, role_changes, config, many=False)
+            await self._sync(event, todo, "participants", course.created, role_changes, config, many=False,
+                             known=known, looked_up=looked_up)
         else:
             for role in (Role.STUDENT, Role.INSTRUCTOR):
                 group = [p for p in todo if p.role == role]
                 if group:
                     self._set_stage(f"enrolling {role}s")
                     await self._sync(event, group, f"{role}s", course.created, role_changes, config,
-                                     many=len(todo) > BATCH_SIZE)
+                                     many=len(todo) > BATCH_SIZE, known=known, looked_up=looked_up)
 
         result = DeployResult(
             event_id=event.id, course_id=course.id, course_shortname=course.shortname,
@@ -115,7 +128,8 @@ class DeployEvent:
         return result
 
     async def _sync(self, event: Event, group: Sequence[Participant], label: str, fresh: bool,
-                    role_changes: list[str], config: SyncConfig, *, many: bool) -> None:
+                    role_changes: list[str], config: SyncConfig, *, many: bool, known: dict[str, int],
+                    looked_up: bool) -> None:
         assert self._course_id is not None
 
         def batch_of(participants: Sequence[Participant]) -> BatchInput:
@@ -123,6 +137,7 @@ class DeployEvent:
                 event_id=event.id, course_id=self._course_id or 0, participants=list(participants),
                 role_ids=role_ids(config), fresh_course=fresh, role_changes=[
                     p.id for p in participants if p.id in role_changes],
+                known_users={p.id: known[p.id] for p in participants if p.id in known}, looked_up=looked_up,
                 sync_timeout_s=config.sync_timeout_s, retry_max_interval_s=config.retry_max_interval_s,
             )
 

@@ -67,6 +67,10 @@ class BatchInput:
     retry_max_interval_s: float
     role_changes: list[str] = field(default_factory=list)
     """Participants holding another managed role in the course (from the deployment's plan)."""
+    known_users: dict[str, int] = field(default_factory=dict)
+    """participant id -> Moodle user id found by the deployment's bulk look-up (no look-up needed)."""
+    looked_up: bool = False
+    """True when the bulk look-up ran: a participant missing from ``known_users`` has no account yet."""
 
 
 @dataclass
