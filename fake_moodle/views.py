@@ -183,6 +183,20 @@ def _identity(user: User) -> dict[str, Any]:
     return out
 
 
+def _profile(site: Site, user: User) -> dict[str, Any]:
+    """The trailing fields of a user in Moodle's answers, in Moodle's order; empty optional ones left out."""
+    out: dict[str, Any] = {}
+    if user.description:
+        out["description"] = user.description
+        out["descriptionformat"] = 1
+    if user.city:
+        out["city"] = user.city
+    if user.country:
+        out["country"] = user.country
+    out.update(picture_urls(site))
+    return out
+
+
 def user_details(site: Site, user: User) -> dict[str, Any]:
     """One user of ``core_user_get_users_by_field``; empty optional fields are left out, as Moodle does."""
     out = _identity(user)
@@ -200,14 +214,7 @@ def user_details(site: Site, user: User) -> dict[str, Any]:
             "trackforums": 0,
         }
     )
-    if user.description:
-        out["description"] = user.description
-        out["descriptionformat"] = 1
-    if user.city:
-        out["city"] = user.city
-    if user.country:
-        out["country"] = user.country
-    out.update(picture_urls(site))
+    out.update(_profile(site, user))
     return out
 
 
@@ -268,14 +275,7 @@ def enrolled_user(
     """One user of ``core_enrol_get_enrolled_users``; ``userfields`` None means every field."""
     full = _identity(user)
     full.update({"firstaccess": 0, "lastaccess": 0, "lastcourseaccess": 0})
-    if user.description:
-        full["description"] = user.description
-        full["descriptionformat"] = 1
-    if user.city:
-        full["city"] = user.city
-    if user.country:
-        full["country"] = user.country
-    full.update(picture_urls(site))
+    full.update(_profile(site, user))
     if userfields is None or "roles" in userfields:
         full["roles"] = roles(enrolment)
     if userfields is None or "enrolledcourses" in userfields:
