@@ -130,11 +130,12 @@ class DeployEvent:
     async def _sync(self, event: Event, group: Sequence[Participant], label: str, fresh: bool,
                     role_changes: list[str], config: SyncConfig, *, many: bool, known: dict[str, int],
                     looked_up: bool) -> None:
-        assert self._course_id is not None
+        course_id = self._course_id
+        assert course_id is not None
 
         def batch_of(participants: Sequence[Participant]) -> BatchInput:
             return BatchInput(
-                event_id=event.id, course_id=self._course_id or 0, participants=list(participants),
+                event_id=event.id, course_id=course_id, participants=list(participants),
                 role_ids=role_ids(config), fresh_course=fresh, role_changes=[
                     p.id for p in participants if p.id in role_changes],
                 known_users={p.id: known[p.id] for p in participants if p.id in known}, looked_up=looked_up,
