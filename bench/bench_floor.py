@@ -77,9 +77,9 @@ async def _serve() -> None:
 
     from temporalio.worker import Worker
 
-    from settings import load_settings
-    from temporal_client import connect
-    from worker import ACTIVITY_SLOTS_PER_CONNECTION, worker_tuning
+    from openvle_moodle_sync.settings import load_settings
+    from openvle_moodle_sync.temporal_client import connect
+    from openvle_moodle_sync.worker import ACTIVITY_SLOTS_PER_CONNECTION, worker_tuning
 
     settings = load_settings()
     client = await connect(settings)

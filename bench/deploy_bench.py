@@ -56,19 +56,19 @@ import psutil  # noqa: E402
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
-import starter  # noqa: E402
-from devserver import temporal_cli  # noqa: E402
 from fake_moodle.service import WRITE_FUNCTIONS  # noqa: E402
-from models import Event, Participant, Role, parse_event  # noqa: E402
-from moodle import MoodleClient  # noqa: E402
-from settings import Settings, load_settings  # noqa: E402
-from temporal_client import (  # noqa: E402
+from openvle_moodle_sync import starter  # noqa: E402
+from openvle_moodle_sync.devserver import temporal_cli  # noqa: E402
+from openvle_moodle_sync.models import Event, Participant, Role, parse_event  # noqa: E402
+from openvle_moodle_sync.moodle import MoodleClient  # noqa: E402
+from openvle_moodle_sync.settings import Settings, load_settings  # noqa: E402
+from openvle_moodle_sync.temporal_client import (  # noqa: E402
     connect,
     ensure_search_attributes,
     exit_process,
 )
-from workflows.batch import BATCH_SIZE  # noqa: E402
-from workflows.ids import deploy_id  # noqa: E402
+from openvle_moodle_sync.workflows.batch import BATCH_SIZE  # noqa: E402
+from openvle_moodle_sync.workflows.ids import deploy_id  # noqa: E402
 
 SIM_TOKEN = "bench-token-0123456789abcdef"
 PRECREATE_PASSWORD = "Bench-pass-1!"

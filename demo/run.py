@@ -23,11 +23,11 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
 
-import starter
-from settings import ConfigError, Settings, load_settings
-from starter.cli import describe_result, failure_message, task_queue_pollers, watch_deployment
-from temporal_client import connect, ensure_search_attributes
-from workflows.ids import EVENT_ID_ATTRIBUTE
+from openvle_moodle_sync import starter
+from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
+from openvle_moodle_sync.starter.cli import describe_result, failure_message, task_queue_pollers, watch_deployment
+from openvle_moodle_sync.temporal_client import connect, ensure_search_attributes
+from openvle_moodle_sync.workflows.ids import EVENT_ID_ATTRIBUTE
 
 from . import __doc__ as package_doc
 from .sample import newcomer, sample_event

@@ -19,7 +19,7 @@ from types import TracebackType
 
 import httpx
 
-from devserver import temporal_cli
+from openvle_moodle_sync.devserver import temporal_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / ".demo"

@@ -1,26 +1,6 @@
-"""The OpenVLE backend's entry point to openvle-moodle-sync (see `starter.api`); ``python -m starter``
-is the same for operators."""
+"""``import starter`` from the repository root: the backend's API, `openvle_moodle_sync.starter`.
 
-from .api import (
-    DeploymentNotFound,
-    add_participant,
-    archive_event,
-    delete_event,
-    deploy_event,
-    get_progress,
-    remove_participant,
-    rerun_deployment,
-    search_courses,
-)
+Installed with pip, import it as ``from openvle_moodle_sync import starter``."""
 
-__all__ = [
-    "DeploymentNotFound",
-    "add_participant",
-    "archive_event",
-    "delete_event",
-    "deploy_event",
-    "get_progress",
-    "remove_participant",
-    "rerun_deployment",
-    "search_courses",
-]
+from openvle_moodle_sync.starter import *  # noqa: F403
+from openvle_moodle_sync.starter import __all__  # noqa: F401

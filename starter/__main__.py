@@ -1,7 +1,8 @@
-"""``python -m starter``: see `starter.cli`."""
+"""``python -m starter`` from the repository root: the operators' CLI, `openvle_moodle_sync.starter.cli`.
 
-from starter.cli import main
-from temporal_client import exit_process
+Installed, the same CLI is ``python -m openvle_moodle_sync.starter`` or ``openvle-moodle-sync``."""
+
+from openvle_moodle_sync.starter.__main__ import cli
 
 if __name__ == "__main__":
-    exit_process(main())
+    cli()

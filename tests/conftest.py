@@ -14,12 +14,12 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from devserver import temporal_cli
 from fake_moodle import FakeMoodle
-from moodle import MoodleClient
-from settings import Settings, load_settings
-from temporal_client import data_converter, ensure_search_attributes
-from worker import build_worker
+from openvle_moodle_sync.devserver import temporal_cli
+from openvle_moodle_sync.moodle import MoodleClient
+from openvle_moodle_sync.settings import Settings, load_settings
+from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
+from openvle_moodle_sync.worker import build_worker
 
 TOKEN = "test-token-0123456789abcdef"
 MOODLE_URL = "http://moodle.test"

@@ -20,8 +20,8 @@ from typing import IO, Any
 
 import httpx
 
-from devserver import temporal_cli
-from settings import Settings
+from openvle_moodle_sync.devserver import temporal_cli
+from openvle_moodle_sync.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository root: the worker runs from here, as an operator runs it (``python worker.py``)."""

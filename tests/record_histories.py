@@ -15,10 +15,10 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-import starter
-from devserver import temporal_cli
 from fake_moodle import FakeMoodle
-from temporal_client import data_converter, ensure_search_attributes
+from openvle_moodle_sync import starter
+from openvle_moodle_sync.devserver import temporal_cli
+from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
 from tests.conftest import TOKEN, add_moodle_user, make_event, make_settings, running_worker
 
 HERE = Path(__file__).parent / "histories"

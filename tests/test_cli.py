@@ -26,10 +26,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from fake_moodle import FakeMoodle
-from settings import Settings
-from starter import cli
+from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.starter import cli
+from openvle_moodle_sync.workflows import ids
 from tests.conftest import TOKEN, make_event
-from workflows import ids
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITED_TOKEN = "limited-token-abcdef0123456789"

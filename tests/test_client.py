@@ -8,7 +8,7 @@ import httpx
 import pytest
 import respx
 
-from moodle import (
+from openvle_moodle_sync.moodle import (
     AccessDeniedError,
     InvalidParameterError,
     InvalidTokenError,
@@ -21,8 +21,8 @@ from moodle import (
     MoodleTimeoutError,
     check_connection,
 )
-from moodle.protocol import encode_params
-from settings import REQUIRED_FUNCTIONS
+from openvle_moodle_sync.moodle.protocol import encode_params
+from openvle_moodle_sync.settings import REQUIRED_FUNCTIONS
 
 URL = "https://moodle.example.com"
 ENDPOINT = f"{URL}/webservice/rest/server.php"

@@ -21,8 +21,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 from temporalio.testing import WorkflowEnvironment
 
-import starter
-from codec import (
+from fake_moodle import FakeMoodle
+from openvle_moodle_sync import starter
+from openvle_moodle_sync.codec import (
     ENCODING,
     KEY_ID_METADATA,
     CodecChain,
@@ -32,11 +33,10 @@ from codec import (
     InvalidKeyError,
     generate_key,
 )
-from fake_moodle import FakeMoodle
-from settings import ConfigError, Settings
-from temporal_client import data_converter
+from openvle_moodle_sync.settings import ConfigError, Settings
+from openvle_moodle_sync.temporal_client import data_converter
 from tests.conftest import add_moodle_user, make_settings, running_worker
-from tests.proc import PYTHON, ROOT, Processes, free_port, processes_in
+from tests.proc import PYTHON, Processes, free_port, processes_in
 from tests.test_secrets import export_histories, find_secret
 
 KEY = generate_key()
@@ -199,7 +199,7 @@ async def test_history_holds_no_personal_data_and_the_codec_server_reads_it(
 
     # The codec server (as the Web UI calls it) turns that payload back into the event.
     port = free_port()
-    server = processes.add("codec_server", [PYTHON, str(ROOT / "codec_server.py"), "--port", str(port)],
+    server = processes.add("codec_server", [PYTHON, "-m", "openvle_moodle_sync.codec_server", "--port", str(port)],
                            env={**_env_without_settings(), "PAYLOAD_ENCRYPTION_KEY": KEY})
     server.start()
     server.wait_for_port(port, 20)
@@ -246,7 +246,7 @@ def _env_without_settings() -> dict[str, str]:
 
 
 def test_codec_server_with_a_bad_key_says_what_is_wrong(tmp_path: Path) -> None:
-    result = subprocess.run([PYTHON, str(ROOT / "codec_server.py"), "--port", str(free_port())],
+    result = subprocess.run([PYTHON, "-m", "openvle_moodle_sync.codec_server", "--port", str(free_port())],
                             env={**_env_without_settings(), "PAYLOAD_ENCRYPTION_KEY": "abc"}, cwd=tmp_path,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2

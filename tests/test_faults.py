@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-import starter
 from fake_moodle import FakeMoodle
-from settings import Settings
+from openvle_moodle_sync import starter
+from openvle_moodle_sync.settings import Settings
 from tests.conftest import add_moodle_course, add_moodle_user, make_event, make_settings, running_worker
 
 pytestmark = pytest.mark.usefixtures("worker")

@@ -10,10 +10,10 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-import starter
-from models import InputError, parse_event, parse_participant
-from settings import Settings
-from workflows import ids
+from openvle_moodle_sync import starter
+from openvle_moodle_sync.models import InputError, parse_event, parse_participant
+from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.workflows import ids
 
 GOOD: dict[str, Any] = {
     "id": "42", "name": "Linux Workshop November 2026", "slug": "linux-ws-2026-11", "moodle_course_id": 17,

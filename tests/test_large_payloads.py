@@ -6,11 +6,11 @@ import dataclasses
 
 from temporalio.client import Client
 
-from models import parse_event
-from temporal_client import data_converter
+from openvle_moodle_sync.models import parse_event
+from openvle_moodle_sync.temporal_client import data_converter
+from openvle_moodle_sync.workflows import DeployEvent, ids
+from openvle_moodle_sync.workflows.types import DeployInput
 from tests.conftest import make_settings
-from workflows import DeployEvent, ids
-from workflows.types import DeployInput
 
 
 async def test_event_of_20000_participants_is_accepted(client: Client) -> None:

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-import starter
 from fake_moodle import FakeMoodle
-from models import course_idnumber
-from settings import Settings
+from openvle_moodle_sync import starter
+from openvle_moodle_sync.models import course_idnumber
+from openvle_moodle_sync.settings import Settings
 from tests.conftest import add_moodle_user, make_event, make_settings, running_worker
 
 pytestmark = pytest.mark.usefixtures("worker")

@@ -9,9 +9,9 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from temporal_client import data_converter
+from openvle_moodle_sync.temporal_client import data_converter
+from openvle_moodle_sync.workflows import ALL_WORKFLOWS
 from tests.conftest import make_settings
-from workflows import ALL_WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 

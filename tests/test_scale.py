@@ -8,11 +8,11 @@ import asyncio
 import pytest
 from temporalio.client import Client
 
-import starter
 from fake_moodle import FakeMoodle
-from settings import Settings
+from openvle_moodle_sync import starter
+from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.workflows.batch import BATCH_SIZE
 from tests.conftest import make_event
-from workflows.batch import BATCH_SIZE
 
 pytestmark = pytest.mark.usefixtures("worker")
 

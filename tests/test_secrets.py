@@ -20,7 +20,7 @@ from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-import starter
+from openvle_moodle_sync import starter
 from tests.conftest import make_settings
 from tests.proc import Processes, assert_deployed, people, processes_in, worker_env
 

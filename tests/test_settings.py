@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from settings import ConfigError, Settings, load_settings
+from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)

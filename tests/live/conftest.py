@@ -28,10 +28,10 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from moodle import MoodleClient
-from settings import Settings
+from openvle_moodle_sync.moodle import MoodleClient
+from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.worker import build_worker
 from tests.conftest import make_settings
-from worker import build_worker
 
 URL = os.environ.get("MOODLE_TEST_URL", "").strip().rstrip("/")
 TOKEN = os.environ.get("MOODLE_TEST_TOKEN", "").strip()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from moodle import (
+from openvle_moodle_sync.moodle import (
     AccessDeniedError,
     InvalidParameterError,
     InvalidTokenError,
@@ -19,7 +19,7 @@ from moodle import (
     MoodlePHPError,
     check_connection,
 )
-from settings import REQUIRED_FUNCTIONS
+from openvle_moodle_sync.settings import REQUIRED_FUNCTIONS
 from tests.live.conftest import LIVE, PASSWORD, Live
 
 pytestmark = LIVE

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from fake_moodle import FakeMoodle
-from moodle import MoodleClient, MoodleError
-from moodle.errors import MoodleApiError
-from settings import REQUIRED_FUNCTIONS
+from openvle_moodle_sync.moodle import MoodleClient, MoodleError
+from openvle_moodle_sync.moodle.errors import MoodleApiError
+from openvle_moodle_sync.settings import REQUIRED_FUNCTIONS
 from tests.live.conftest import LIVE, PASSWORD, Live
 
 pytestmark = LIVE

@@ -11,9 +11,9 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-import starter
-from models import course_idnumber, parse_participant
-from moodle import MoodleClient
+from openvle_moodle_sync import starter
+from openvle_moodle_sync.models import course_idnumber, parse_participant
+from openvle_moodle_sync.moodle import MoodleClient
 from tests.live.conftest import LIVE, PASSWORD, Live, MailLog, addresses, live_settings, live_worker
 
 pytestmark = LIVE

@@ -12,10 +12,10 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 from . import ids
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deployment_watch import DeploymentWatch
-    from activities.errors import CONFIGURATION_ERRORS
-    from activities.moodle_sync import MoodleSyncActivities
-    from activities.types import SyncConfig
+    from openvle_moodle_sync.activities.deployment_watch import DeploymentWatch
+    from openvle_moodle_sync.activities.errors import CONFIGURATION_ERRORS
+    from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
+    from openvle_moodle_sync.activities.types import SyncConfig
 
 
 class ActivityOptions(TypedDict):

@@ -25,11 +25,11 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from models import Event, Participant, parse_event, parse_participant
-from moodle import client_from_settings
-from settings import Settings, get_settings
-from workflows import ArchiveEvent, ChangeParticipant, DeleteEvent, DeployEvent, ids
-from workflows.types import (
+from openvle_moodle_sync.models import Event, Participant, parse_event, parse_participant
+from openvle_moodle_sync.moodle import client_from_settings
+from openvle_moodle_sync.settings import Settings, get_settings
+from openvle_moodle_sync.workflows import ArchiveEvent, ChangeParticipant, DeleteEvent, DeployEvent, ids
+from openvle_moodle_sync.workflows.types import (
     Action,
     ArchiveResult,
     ChangeRequest,

@@ -11,9 +11,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.moodle_sync import MoodleSyncActivities
-    from activities.types import EnrolInput, EnsureUserInput
-    from models import Participant, Role
+    from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
+    from openvle_moodle_sync.activities.types import EnrolInput, EnsureUserInput
+    from openvle_moodle_sync.models import Participant, Role
 
 from .common import describe, is_configuration_error, per_user
 from .types import BatchInput, BatchResult, ParticipantOutcome, SubtaskState

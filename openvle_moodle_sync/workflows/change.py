@@ -6,9 +6,15 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.moodle_sync import MoodleSyncActivities
-    from activities.types import EnrolInput, EnsureUserInput, FindUserInput, SyncConfig, UnenrolInput
-    from models import Role
+    from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
+    from openvle_moodle_sync.activities.types import (
+        EnrolInput,
+        EnsureUserInput,
+        FindUserInput,
+        SyncConfig,
+        UnenrolInput,
+    )
+    from openvle_moodle_sync.models import Role
 
 from .common import checked, load_config, quick, skip_reason, wait_for_deployment
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models import Participant
+from openvle_moodle_sync.models import Participant
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from settings import REQUIRED_FUNCTIONS
+from openvle_moodle_sync.settings import REQUIRED_FUNCTIONS
 
 from .client import MoodleClient
 from .errors import MoodleError

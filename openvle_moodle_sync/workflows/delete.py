@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.moodle_sync import MoodleSyncActivities
+    from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
 
 from .common import load_config, quick, skip_reason, slow, wait_for_deployment
 from .types import DeleteResult, EventRef

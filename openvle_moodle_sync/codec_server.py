@@ -78,8 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
-    from codec import payload_codec
-    from settings import ConfigError, load_settings
+    from openvle_moodle_sync.codec import payload_codec
+    from openvle_moodle_sync.settings import ConfigError, load_settings
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

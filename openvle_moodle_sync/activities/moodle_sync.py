@@ -15,10 +15,10 @@ import re
 
 from temporalio import activity
 
-from models import Participant, course_idnumber
-from moodle.client import EnrolledUser, MoodleClient, User
-from moodle.errors import InvalidParameterError, MoodlePHPError, MoodleWarningsError
-from settings import Settings
+from openvle_moodle_sync.models import Participant, course_idnumber
+from openvle_moodle_sync.moodle.client import EnrolledUser, MoodleClient, User
+from openvle_moodle_sync.moodle.errors import InvalidParameterError, MoodlePHPError, MoodleWarningsError
+from openvle_moodle_sync.settings import Settings
 
 from .errors import moodle_errors, sync_error
 from .types import (

@@ -44,19 +44,19 @@ from temporalio.client import (
 from temporalio.exceptions import FailureError
 from temporalio.service import RPCError
 
-from models import InputError, parse_event, parse_participant
-from moodle import MoodleError, check_connection, client_from_settings
-from settings import ConfigError, Settings, load_settings
-from temporal_client import connect
-from workflows.ids import EVENT_ID_ATTRIBUTE
-from workflows.types import (
+from openvle_moodle_sync.models import InputError, parse_event, parse_participant
+from openvle_moodle_sync.moodle import MoodleError, check_connection, client_from_settings
+from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
+from openvle_moodle_sync.temporal_client import connect
+from openvle_moodle_sync.workflows.ids import EVENT_ID_ATTRIBUTE
+from openvle_moodle_sync.workflows.types import (
     ArchiveResult,
     ChangeResult,
     DeleteResult,
     DeployResult,
     SubtaskState,
 )
-from workflows.types import Progress as RunProgress
+from openvle_moodle_sync.workflows.types import Progress as RunProgress
 
 from . import api
 

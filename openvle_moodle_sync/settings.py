@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     @classmethod
     def _encryption_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            from codec import parse_key  # here, not at the top: codec imports this module
+            from openvle_moodle_sync.codec import parse_key  # here, not at the top: codec imports this module
 
             try:
                 parse_key(value.get_secret_value())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from models import Event, Participant
+from openvle_moodle_sync.models import Event, Participant
 
 
 class Action(StrEnum):

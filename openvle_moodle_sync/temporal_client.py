@@ -16,9 +16,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import RPCError
 
-from codec import payload_codec
-from settings import Settings
-from workflows.ids import EVENT_ID_ATTRIBUTE
+from openvle_moodle_sync.codec import payload_codec
+from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.workflows.ids import EVENT_ID_ATTRIBUTE
 
 log = logging.getLogger("temporal")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.moodle_sync import UNENROL_BATCH, MoodleSyncActivities
-    from activities.types import ArchivePlanInput, UnenrolInput
+    from openvle_moodle_sync.activities.moodle_sync import UNENROL_BATCH, MoodleSyncActivities
+    from openvle_moodle_sync.activities.types import ArchivePlanInput, UnenrolInput
 
 from .common import load_config, quick, skip_reason, slow, wait_for_deployment
 from .types import ArchiveResult, EventRef, Progress

@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from temporalio.exceptions import ApplicationError
 
-from moodle.errors import MoodleApiError, MoodleError, MoodleWarningsError
+from openvle_moodle_sync.moodle.errors import MoodleApiError, MoodleError, MoodleWarningsError
 
 P = ParamSpec("P")
 R = TypeVar("R")

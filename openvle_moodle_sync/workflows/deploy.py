@@ -10,9 +10,9 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.moodle_sync import MoodleSyncActivities
-    from activities.types import FindUsersInput, MatchKey, PlanInput, PrepareCourseInput, SyncConfig
-    from models import Event, Participant, Role
+    from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
+    from openvle_moodle_sync.activities.types import FindUsersInput, MatchKey, PlanInput, PrepareCourseInput, SyncConfig
+    from openvle_moodle_sync.models import Event, Participant, Role
 
 from . import ids
 from .batch import BATCH_SIZE, BATCHES_AT_ONCE, DeployBatch, sync_participants
