@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import sys
 from typing import NoReturn
 
@@ -55,8 +56,19 @@ def connection_failure(connection: TemporalConnection, error: Exception, setting
     if key:
         reason = reason.replace(key, "***")
     return (f"Failed to connect to Temporal at {connection.address} (namespace {connection.namespace!r}, "
-            f"{'TLS' if connection.tls else 'plaintext'}, {connection.credentials()}): {reason}. "
+            f"{'TLS' if connection.tls else 'plaintext'}, {connection.credentials()}): {_plain(reason)}. "
             f"{_fix(connection, reason.lower())}.")
+
+
+def _plain(reason: str) -> str:
+    """The innermost message of the SDK's connection error (a Rust debug dump), e.g. "Connection refused"."""
+    if certificate := re.search(r"InvalidCertificate\((\w+)\)", reason):
+        return f"the server's certificate is not valid ({certificate[1]})"
+    quoted = re.findall(r'(?:message|error): "([^"]+)"', reason)
+    if not quoted:
+        return reason
+    inner = re.sub(r": https?://\S+$", "", quoted[-1])
+    return f"cannot resolve the host ({inner})" if "dns error" in reason else inner
 
 
 def _fix(connection: TemporalConnection, reason: str) -> str:
@@ -83,7 +95,7 @@ def _fix(connection: TemporalConnection, reason: str) -> str:
 
 
 #: Words of the SDK's errors when the server's certificate is not trusted, and when it refuses who we are.
-_CERTIFICATE_WORDS = ("certificate", "unknownissuer", "notvalidforname", "handshake")
+_CERTIFICATE_WORDS = ("invalidcertificate", "unknownissuer", "notvalidforname", "handshake")
 _AUTH_WORDS = ("unauthenticated", "unauthorized", "permission denied", "permissiondenied", "api key")
 
 
