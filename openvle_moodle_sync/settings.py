@@ -206,10 +206,13 @@ class Settings(BaseSettings):
     @field_validator(*TEMPORAL_FILE_FIELDS)
     @classmethod
     def _file_exists(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).expanduser().is_file():
+        if value is None:
+            return None
+        path = Path(value).expanduser()  # `~/...` in .env, where no shell expands it
+        if not path.is_file():
             raise ValueError(f"there is no file at {value!r}; give the path of an existing file "
                              "(relative paths start at the directory the process runs in)")
-        return value
+        return str(path)
 
     @model_validator(mode="after")
     def _temporal_connection(self) -> Settings:

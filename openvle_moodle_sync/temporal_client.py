@@ -44,15 +44,15 @@ async def connect(settings: Settings) -> Client:
     try:
         client = await Client.connect(**connection.connect_config, data_converter=data_converter(settings))
     except (RuntimeError, RPCError) as error:
-        raise ConnectionError(connection_failure(connection, error, settings)) from None
+        raise ConnectionError(connection_failure(connection, error)) from None
     log.info("connected to Temporal at %s", connection.describe())
     return client
 
 
-def connection_failure(connection: TemporalConnection, error: Exception, settings: Settings) -> str:
+def connection_failure(connection: TemporalConnection, error: Exception) -> str:
     """Why the connection failed and what to check, without the API key."""
     reason = str(error.message if isinstance(error, RPCError) else error).strip().rstrip(".")
-    key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else ""
+    key = connection.connect_config.get("api_key")  # from TEMPORAL_API_KEY or the profile
     if key:
         reason = reason.replace(key, "***")
     return (f"Failed to connect to Temporal at {connection.address} (namespace {connection.namespace!r}, "

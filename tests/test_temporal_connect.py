@@ -105,6 +105,13 @@ def test_environment_wins_over_dotenv_which_wins_over_the_profile(no_temporal_en
     assert (connection.address, connection.namespace, connection.profile) == ("127.0.0.1:7999", "from-env", "staging")
 
 
+def test_home_in_a_path_is_expanded(no_temporal_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    no_temporal_env.setenv("HOME", str(tmp_path))
+    connection = resolve(settings_from_env(temporal_tls_server_ca_cert_path="~/ca.pem"))
+    assert connection.server_ca == str(pki.ca_cert) and connection.tls
+
+
 def test_the_clis_default_config_file_is_read(no_temporal_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     default = tmp_path / "xdg" / "temporalio" / "temporal.toml"
     default.parent.mkdir(parents=True)
@@ -218,6 +225,20 @@ async def test_mtls_doctor_connects_with_the_client_certificate(mtls_proxy: TlsP
     assert f"OK Temporal reachable: {mtls_proxy.address}, namespace 'default', TLS (CA {pki.ca_cert}, " \
            f"server name localhost), mTLS client certificate {pki.client_cert}" in " ".join(out.split())
     assert any(r[":path"].endswith("/DescribeNamespace") for r in mtls_proxy.requests), "doctor bypassed the proxy"
+
+
+async def test_doctor_connects_through_a_toml_profile(temporal_env: WorkflowEnvironment, tmp_path: Path) -> None:
+    """TEMPORAL_CONFIG_FILE + TEMPORAL_PROFILE alone lead the CLI to the server (no TEMPORAL_ADDRESS)."""
+    config = tmp_path / "temporal.toml"
+    address = temporal_env.client.service_client.config.target_host
+    config.write_text(PROFILES + f'\n[profile.local]\naddress = "{address}"\nnamespace = "default"\n', encoding="utf-8")
+    env = cli_env(TEMPORAL_CONFIG_FILE=str(config), TEMPORAL_PROFILE="local", XDG_CONFIG_HOME=str(tmp_path))
+    code, out = await run_cli("doctor", env=env)
+    assert code == 0, out
+    assert (f"OK Temporal reachable: {address}, namespace 'default', plaintext (no TLS), no client credentials; "
+            f"from profile 'local' of {config}") in " ".join(out.split())
+    code, out = await run_cli("doctor", env=env | {"TEMPORAL_PROFILE": "staging"})
+    assert code == 1 and "Failed to connect to Temporal at staging.example:7233 (namespace 'ns-staging'" in out
 
 
 async def test_mtls_without_the_client_certificate_fails_in_words(mtls_proxy: TlsProxy, pki: Pki,
