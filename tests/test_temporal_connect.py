@@ -310,3 +310,15 @@ async def test_the_api_key_is_in_no_connection_error(tmp_path: Path) -> None:
     code, out = await run_cli("progress", "--event-id", "42", env=cli_env(
         TEMPORAL_ADDRESS=f"127.0.0.1:{_free_port()}", TEMPORAL_API_KEY=API_KEY, XDG_CONFIG_HOME=str(tmp_path)))
     assert code == 1 and "API key" in out and API_KEY not in out and "Traceback" not in out
+
+
+async def test_an_untrusted_server_certificate_names_the_ca_setting(mtls_proxy: TlsProxy, pki: Pki) -> None:
+    settings = make_settings(temporal_address=mtls_proxy.address,
+                             temporal_tls_server_ca_cert_path=str(pki.other_ca_cert),
+                             temporal_tls_client_cert_path=str(pki.client_cert),
+                             temporal_tls_client_key_path=str(pki.client_key))
+    with pytest.raises(ConnectionError) as raised:
+        await connect(settings)
+    message = str(raised.value)
+    assert "the server's certificate is not valid (UnknownIssuer)" in message
+    assert "set TEMPORAL_TLS_SERVER_CA_CERT_PATH to that CA" in message and "tonic" not in message
