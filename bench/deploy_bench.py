@@ -67,6 +67,7 @@ from openvle_moodle_sync.temporal_client import (  # noqa: E402
     ensure_search_attributes,
     exit_process,
 )
+from openvle_moodle_sync.temporal_config import resolve  # noqa: E402
 from openvle_moodle_sync.workflows.batch import BATCH_SIZE  # noqa: E402
 from openvle_moodle_sync.workflows.ids import deploy_id  # noqa: E402
 
@@ -439,7 +440,7 @@ def worker_env(settings: Settings, moodle_url: str, token: str, queue: str) -> d
     env = dict(os.environ)
     env.update({
         "MOODLE_ENABLED": "True", "MOODLE_URL": moodle_url, "MOODLE_TOKEN": token,
-        "TEMPORAL_ADDRESS": settings.temporal_address, "TEMPORAL_NAMESPACE": settings.temporal_namespace,
+        "TEMPORAL_ADDRESS": resolve(settings).address, "TEMPORAL_NAMESPACE": resolve(settings).namespace,
         "TEMPORAL_TASK_QUEUE": queue, "MOODLE_MAX_CONCURRENCY": str(settings.moodle_max_concurrency),
         "PYTHONUNBUFFERED": "1",
     })

@@ -11,6 +11,7 @@ so a worker with a bad configuration stops at start-up instead of failing mid-de
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -33,6 +34,28 @@ REQUIRED_FUNCTIONS: tuple[str, ...] = (
     "enrol_manual_unenrol_users",
     "core_user_create_users",
     "core_user_get_users_by_field",
+)
+
+
+#: The Temporal connection settings, each read by envconfig under its upper-case name.
+TEMPORAL_CONNECTION_FIELDS: tuple[str, ...] = (
+    "temporal_address",
+    "temporal_namespace",
+    "temporal_api_key",
+    "temporal_tls",
+    "temporal_tls_client_cert_path",
+    "temporal_tls_client_key_path",
+    "temporal_tls_server_ca_cert_path",
+    "temporal_tls_server_name",
+    "temporal_profile",
+    "temporal_config_file",
+)
+#: Those that name a file, checked at start-up.
+TEMPORAL_FILE_FIELDS: tuple[str, ...] = (
+    "temporal_tls_client_cert_path",
+    "temporal_tls_client_key_path",
+    "temporal_tls_server_ca_cert_path",
+    "temporal_config_file",
 )
 
 
@@ -82,10 +105,20 @@ class Settings(BaseSettings):
     )
 
     # --- Temporal ----------------------------------------------------------------------------------
-    temporal_address: str = Field("localhost:7233", description="host:port of the Temporal frontend")
-    temporal_namespace: str = Field("default", description="Temporal namespace")
+    # The connection variables are those of the `temporal` CLI and the SDK's environment configuration
+    # (temporalio.envconfig), with its meanings: unset ones come from the TOML profile, if there is one,
+    # else from the SDK's defaults (localhost:7233, namespace "default", plaintext). See temporal_config.py.
+    temporal_address: str | None = Field(None, description="host:port of the Temporal frontend")
+    temporal_namespace: str | None = Field(None, description="Temporal namespace")
     temporal_task_queue: str = Field("openvle-moodle-sync", description="Task queue of the worker")
-    temporal_tls: bool = Field(False, description="Connect to Temporal with TLS")
+    temporal_api_key: SecretStr | None = Field(None, description="API key (Temporal Cloud); turns TLS on")
+    temporal_tls: bool | None = Field(None, description="Connect to Temporal with TLS")
+    temporal_tls_client_cert_path: str | None = Field(None, description="PEM client certificate (mTLS)")
+    temporal_tls_client_key_path: str | None = Field(None, description="PEM private key of the client certificate")
+    temporal_tls_server_ca_cert_path: str | None = Field(None, description="PEM CA that signed the server's cert")
+    temporal_tls_server_name: str | None = Field(None, description="Server name expected in the server's cert")
+    temporal_profile: str | None = Field(None, description="Profile of the TOML config file")
+    temporal_config_file: str | None = Field(None, description="TOML config file of the temporal CLI")
     metrics_port: int | None = Field(None, description="Port of the worker's Prometheus metrics (off if unset)")
     payload_encryption_key: SecretStr | None = Field(
         None, description="Base64 key (32 bytes) that encrypts workflow payloads; off if unset"
@@ -163,6 +196,42 @@ class Settings(BaseSettings):
             except ValueError as error:
                 raise ValueError(str(error).removeprefix("PAYLOAD_ENCRYPTION_KEY ")) from None
         return value
+
+    @field_validator(*TEMPORAL_CONNECTION_FIELDS, mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `TEMPORAL_API_KEY=""` in .env means "not set", as an unset variable does for the temporal CLI.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator(*TEMPORAL_FILE_FIELDS)
+    @classmethod
+    def _file_exists(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = Path(value).expanduser()  # `~/...` in .env, where no shell expands it
+        if not path.is_file():
+            raise ValueError(f"there is no file at {value!r}; give the path of an existing file "
+                             "(relative paths start at the directory the process runs in)")
+        return str(path)
+
+    @model_validator(mode="after")
+    def _temporal_connection(self) -> Settings:
+        from openvle_moodle_sync.temporal_config import resolve  # here: it imports this module
+
+        cert, key = self.temporal_tls_client_cert_path, self.temporal_tls_client_key_path
+        if (cert is None) != (key is None):
+            given, missing = (("TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH") if key is None
+                              else ("TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_CLIENT_CERT_PATH"))
+            raise ValueError(f"{given} is set but {missing} is not; mTLS needs both, the client certificate "
+                             "and its private key (PEM files)")
+        if self.temporal_tls is False and cert is not None:
+            raise ValueError('TEMPORAL_TLS is "False" but a client certificate is set '
+                             '(TEMPORAL_TLS_CLIENT_CERT_PATH); set TEMPORAL_TLS="True" or leave it unset for mTLS')
+        try:
+            resolve(self)
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
+        return self
 
     @model_validator(mode="after")
     def _enabled_needs_connection(self) -> Settings:

@@ -1,11 +1,13 @@
-"""Connecting to Temporal the way the worker and the starter both need: the same data converter
-(pydantic models, optionally encrypted payloads) and the event-id search attribute."""
+"""Connecting to Temporal the way the worker, the starter and the backend all need: the connection the
+settings name (temporal_config: the SDK's environment configuration, as the `temporal` CLI), the same
+data converter (pydantic models, optionally encrypted payloads) and the event-id search attribute."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+import re
 import sys
 from typing import NoReturn
 
@@ -18,6 +20,7 @@ from temporalio.service import RPCError
 
 from openvle_moodle_sync.codec import payload_codec
 from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.temporal_config import TemporalConnection, resolve
 from openvle_moodle_sync.workflows.ids import EVENT_ID_ATTRIBUTE
 
 log = logging.getLogger("temporal")
@@ -35,19 +38,65 @@ def data_converter(settings: Settings) -> DataConverter:
 
 
 async def connect(settings: Settings) -> Client:
-    """A client for TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE with this service's data converter."""
+    """A client for the Temporal the settings name (temporal_config.resolve: envconfig, as the `temporal`
+    CLI) with this service's data converter. `ConnectionError` in words when it cannot connect."""
+    connection = resolve(settings)
     try:
-        return await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            data_converter=data_converter(settings),
-            tls=settings.temporal_tls,
-        )
-    except RuntimeError as error:
-        raise ConnectionError(
-            f"Failed to connect to Temporal at {settings.temporal_address} (namespace "
-            f"{settings.temporal_namespace!r}): {error}. Check TEMPORAL_ADDRESS and that the server is running."
-        ) from None
+        client = await Client.connect(**connection.connect_config, data_converter=data_converter(settings))
+    except (RuntimeError, RPCError) as error:
+        raise ConnectionError(connection_failure(connection, error)) from None
+    log.info("connected to Temporal at %s", connection.describe())
+    return client
+
+
+def connection_failure(connection: TemporalConnection, error: Exception) -> str:
+    """Why the connection failed and what to check, without the API key."""
+    reason = str(error.message if isinstance(error, RPCError) else error).strip().rstrip(".")
+    key = connection.connect_config.get("api_key")  # from TEMPORAL_API_KEY or the profile
+    if key:
+        reason = reason.replace(key, "***")
+    return (f"Failed to connect to Temporal at {connection.address} (namespace {connection.namespace!r}, "
+            f"{'TLS' if connection.tls else 'plaintext'}, {connection.credentials()}): {_plain(reason)}. "
+            f"{_fix(connection, reason.lower())}.")
+
+
+def _plain(reason: str) -> str:
+    """The innermost message of the SDK's connection error (a Rust debug dump), e.g. "Connection refused"."""
+    if certificate := re.search(r"InvalidCertificate\((\w+)\)", reason):
+        return f"the server's certificate is not valid ({certificate[1]})"
+    quoted = re.findall(r'(?:message|error): "([^"]+)"', reason)
+    if not quoted:
+        return reason
+    inner = re.sub(r": https?://\S+$", "", quoted[-1])
+    return f"cannot resolve the host ({inner})" if "dns error" in reason else inner
+
+
+def _fix(connection: TemporalConnection, reason: str) -> str:
+    if any(word in reason for word in _AUTH_WORDS):
+        return ("The server refused the credentials: check TEMPORAL_API_KEY (or the client certificate) and that "
+                "it grants access to the namespace (TEMPORAL_NAMESPACE)")
+    if connection.tls and any(word in reason for word in _CERTIFICATE_WORDS):
+        return ("The server's certificate is not trusted: if it is signed by a private CA, set "
+                "TEMPORAL_TLS_SERVER_CA_CERT_PATH to that CA; if it names another host than TEMPORAL_ADDRESS, set "
+                "TEMPORAL_TLS_SERVER_NAME to that name")
+    if not connection.tls:
+        return ("Check TEMPORAL_ADDRESS and that the server is running. If the server uses TLS, set "
+                'TEMPORAL_TLS="True" (with TEMPORAL_TLS_* for a private CA or a client certificate) or '
+                "TEMPORAL_API_KEY, or choose a profile with TEMPORAL_PROFILE")
+    if connection.client_cert is None and not connection.api_key:
+        # With TLS 1.3 a server that requires a client certificate accepts the handshake and then drops the
+        # connection: the SDK reports a broken pipe or a transport error, not a certificate problem.
+        return ("Check TEMPORAL_ADDRESS and that the server is running. If the server requires a client "
+                "certificate (mTLS), set TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH; for "
+                'Temporal Cloud with an API key, set TEMPORAL_API_KEY; if it has no TLS, set TEMPORAL_TLS="False"')
+    return ("Check TEMPORAL_ADDRESS and that the server is running, that the server accepts this client "
+            "certificate or API key, and TEMPORAL_TLS_SERVER_CA_CERT_PATH / TEMPORAL_TLS_SERVER_NAME if its "
+            "certificate is private")
+
+
+#: Words of the SDK's errors when the server's certificate is not trusted, and when it refuses who we are.
+_CERTIFICATE_WORDS = ("invalidcertificate", "unknownissuer", "notvalidforname", "handshake")
+_AUTH_WORDS = ("unauthenticated", "unauthorized", "permission denied", "permissiondenied", "api key")
 
 
 async def ensure_search_attributes(client: Client) -> None:

@@ -87,7 +87,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await log_moodle_connection(settings, moodle)
         worker = build_worker(client, settings, moodle)
         log.info("worker polling task queue %r on %s (namespace %s), at most %d Moodle calls at once",
-                 settings.temporal_task_queue, settings.temporal_address, settings.temporal_namespace,
+                 settings.temporal_task_queue, client.service_client.config.target_host, client.namespace,
                  settings.moodle_max_concurrency)
         async with worker:
             await stop.wait()

@@ -48,6 +48,7 @@ from openvle_moodle_sync.models import InputError, parse_event, parse_participan
 from openvle_moodle_sync.moodle import MoodleError, check_connection, client_from_settings
 from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
 from openvle_moodle_sync.temporal_client import connect
+from openvle_moodle_sync.temporal_config import resolve
 from openvle_moodle_sync.workflows.ids import EVENT_ID_ATTRIBUTE
 from openvle_moodle_sync.workflows.types import (
     ArchiveResult,
@@ -444,25 +445,27 @@ async def run_checks(ctx: Context) -> list[Check]:
         f"MOODLE_TOKEN={'set' if token else '(unset)'}, MOODLE_USER_AUTH={settings.moodle_user_auth}, "
         f"MOODLE_USER_MATCH_FIELD={settings.moodle_user_match_field}, "
         f"MOODLE_DELETE_COURSE_ON_EVENT_DELETE={settings.moodle_delete_course_on_event_delete}; "
-        f"TEMPORAL_ADDRESS={settings.temporal_address}, namespace {settings.temporal_namespace!r}, "
-        f"task queue {settings.temporal_task_queue!r}")))
+        f"TEMPORAL_TASK_QUEUE={settings.temporal_task_queue}")))
     checks.extend(await _temporal_checks(ctx, settings))
     checks.append(await _moodle_check(settings))
     return checks
 
 
 async def _temporal_checks(ctx: Context, settings: Settings) -> list[Check]:
+    connection = resolve(settings)  # valid: the settings resolved it when they loaded
     try:
         client = await ctx.client()
         described = await client.workflow_service.describe_namespace(
             DescribeNamespaceRequest(namespace=client.namespace))
     except CliError as error:
-        return [Check("Temporal", "FAIL", str(error), "start the server or set TEMPORAL_ADDRESS (host:port)")]
+        return [Check("Temporal", "FAIL", str(error), "start the server, or set how to reach it: TEMPORAL_ADDRESS, "
+                      "TEMPORAL_TLS*, TEMPORAL_API_KEY, or a profile (TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE)")]
     except RPCError as error:
-        return [Check("Temporal", "FAIL", f"Temporal at {settings.temporal_address} answered: {error.message}",
+        return [Check("Temporal", "FAIL", f"Temporal at {connection.address} answered: {error.message}",
                       "check TEMPORAL_NAMESPACE exists on that server (temporal operator namespace list)")]
-    checks = [Check("Temporal", "OK", f"server at {settings.temporal_address}, namespace "
-                                      f"{described.namespace_info.name!r} reachable")]
+    # Which way it connected (never the API key itself): address, TLS, credentials, profile and file.
+    checks = [Check("Temporal", "OK", f"reachable: {connection.describe()} (namespace "
+                                      f"{described.namespace_info.name!r} found)")]
     attribute = EVENT_ID_ATTRIBUTE.name
     try:
         listed = await client.operator_service.list_search_attributes(
