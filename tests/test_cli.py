@@ -125,9 +125,21 @@ async def test_failed_deployment_names_each_failed_participant(client: Client, f
     code, out, _ = await run(capsys, "progress", "--event-id", event["id"], "--json", client=client,
                              settings=settings)
     progress = json.loads(out)
+    assert code == 1  # progress of a failed run exits non-zero
     assert progress["state"] == "failed" and progress["failed"] == 1
     failed = [p for p in progress["participants"] if p["state"] == "failed"]
-    assert [p["id"] for p in failed] == ["p-2"] and failed[0]["error"]
+    assert [p["id"] for p in failed] == ["p-2"] and "admin" in failed[0]["error"]
+    assert progress["failure"]["type"] == "DeploymentIncomplete"
+    assert "1 of 3 participants" in progress["failure"]["message"]
+    assert f"rerun --event-id {event['id']}" in progress["next_step"]
+    assert progress["worker_polling"] is True
+    # "enrolled" read as "not enrolled" for people enrolled before: the field says what it means now.
+    assert all("enrolled" not in p and "written_by_this_run" in p for p in progress["participants"])
+
+    code, out, _ = await run(capsys, "progress", "--event-id", event["id"], client=client, settings=settings)
+    assert code == 1
+    assert "failed" in out and "[DeploymentIncomplete]" in out and "1 of 3 participants" in out
+    assert "p-2" in out and "admin" in out and "Next: Fix the cause" in out and "rerun --event-id" in out
 
     # The cause persists, so a re-run fails the same way, and says so.
     code, _, err = await run(capsys, "rerun", "--event-id", event["id"], "--wait", client=client, settings=settings)

@@ -35,6 +35,7 @@ from openvle_moodle_sync.activities.types import (
     EnrolInput,
     EnrolResult,
     EnsureUserInput,
+    FoundUsers,
     PlanResult,
     UserRef,
 )
@@ -57,6 +58,7 @@ _ENSURE_USER = MoodleSyncActivities.ensure_user.__name__
 _ENROL_USER = MoodleSyncActivities.enrol_user.__name__
 _PREPARE_COURSE = MoodleSyncActivities.prepare_course.__name__
 _PLAN = MoodleSyncActivities.plan_deployment.__name__
+_FIND_USERS = MoodleSyncActivities.find_users.__name__
 
 _CLOSED_ACTIVITY = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity_task_completed_event_attributes",
@@ -300,6 +302,11 @@ async def _completed(client: Client, name: str, participant: str | None, payload
         for pid, user_id in plan.done.items():
             if pid in by_id:
                 by_id[pid].state, by_id[pid].moodle_user_id = SubtaskState.DONE, user_id
+    elif name == _FIND_USERS:
+        (found,) = await decode(payloads, [FoundUsers])
+        for pid, user_id in found.user_ids.items():
+            if pid in by_id:
+                by_id[pid].moodle_user_id = user_id
     elif name == _ENSURE_USER and participant in by_id:
         (user,) = await decode(payloads, [UserRef])
         by_id[participant].moodle_user_id, by_id[participant].user_created = user.user_id, user.created
