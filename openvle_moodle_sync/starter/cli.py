@@ -445,6 +445,22 @@ async def cmd_progress(args: argparse.Namespace, ctx: Context) -> int:
     return code
 
 
+def pending_activities_table(progress: DeploymentProgress) -> Table:
+    """The Moodle calls the server has scheduled and not seen finish, one row per activity type."""
+    table = Table(title="Moodle calls pending on the server", title_justify="left")
+    table.add_column("activity")
+    table.add_column("calls", justify="right")
+    table.add_column("highest attempt", justify="right")
+    table.add_column("last failure", overflow="fold")
+    by_type: dict[str, list[Any]] = {}
+    for pending in progress.pending_activities:
+        by_type.setdefault(pending.activity, []).append(pending)
+    for activity, calls in by_type.items():
+        worst = max(calls, key=lambda call: call.attempt)
+        table.add_row(escape(activity), str(len(calls)), str(worst.attempt), escape(worst.last_failure or "-"))
+    return table
+
+
 def show_progress(out: Console, progress: DeploymentProgress) -> None:
     """``progress`` for people: the run, its participants, why it waits or failed, and what to do next."""
     colour = {"completed": "green", "running": "cyan"}.get(progress.state, "red")
@@ -462,13 +478,7 @@ def show_progress(out: Console, progress: DeploymentProgress) -> None:
     if progress.message:
         out.print(f"  [yellow]{escape(progress.message)}[/]")
     if progress.state == "running" and progress.pending_activities:
-        table = Table(title="Moodle calls the server waits on", title_justify="left")
-        table.add_column("activity")
-        table.add_column("attempt", justify="right")
-        table.add_column("last failure", overflow="fold")
-        for pending in progress.pending_activities:
-            table.add_row(escape(pending.activity), str(pending.attempt), escape(pending.last_failure or ""))
-        out.print(table)
+        out.print(pending_activities_table(progress))
     if progress.failed:
         out.print(failed_participants_table(progress))
     if progress.next_step:

@@ -7,6 +7,8 @@ also when no worker runs, the moment an operator most needs it. A closed run alw
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -207,28 +209,38 @@ _NOT_ANSWERED = (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError)
 
 async def _asked(client: Client, handle: WorkflowHandle[DeployEvent, Any], event_id: str
                  ) -> DeploymentProgress | None:
-    """The workflow's own progress, or None when no worker answers within `QUERY_TIMEOUT`."""
+    """The workflow's own progress, or None when no worker answers within `QUERY_TIMEOUT` (all queries
+    together: the SDK retries a query that timed out, so each is bounded from here, not by its RPC)."""
+    deadline = time.monotonic() + QUERY_TIMEOUT.total_seconds()
     try:
-        live: LiveProgress = await handle.query(DeployEvent.progress, rpc_timeout=QUERY_TIMEOUT)
-    except _NOT_ANSWERED:
+        async with asyncio.timeout_at(_loop_time(deadline)):
+            live: LiveProgress = await handle.query(DeployEvent.progress, rpc_timeout=QUERY_TIMEOUT)
+    except (*_NOT_ANSWERED, TimeoutError):
         return None
     progress = DeploymentProgress(
         workflow_id=live.workflow_id, event_id=live.event_id or event_id, stage=live.stage, course_id=live.course_id,
         participants=[ParticipantProgress.of(o) for o in live.participants],
         batches_running=list(live.batches_running), message=live.message)
-    # Large deployments run in child workflows: ask those that are running for their subtasks.
+    # Large deployments run in child workflows: ask those that are running for their subtasks, in the time
+    # left (a batch that does not answer keeps the state its parent knows).
     by_id = {p.id: p for p in progress.participants}
     for child_id in live.batches_running:
         try:
-            rows = await client.get_workflow_handle_for(DeployBatch.run, child_id).query(
-                DeployBatch.progress, rpc_timeout=QUERY_TIMEOUT)
-        except _NOT_ANSWERED:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                rows = await client.get_workflow_handle_for(DeployBatch.run, child_id).query(
+                    DeployBatch.progress, rpc_timeout=QUERY_TIMEOUT)
+        except (*_NOT_ANSWERED, TimeoutError):
             continue
         for row in rows:
             if row.id in by_id:
                 by_id[row.id] = ParticipantProgress.of(row)
     progress.participants = list(by_id.values())
     return progress
+
+
+def _loop_time(deadline: float) -> float:
+    """A `time.monotonic` deadline on the event loop's clock."""
+    return asyncio.get_running_loop().time() + max(0.0, deadline - time.monotonic())
 
 
 # --- Read from the server's record ----------------------------------------------------------------------
