@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m starter",
         description="Start and follow the OpenVLE -> Moodle workflows (Temporal at TEMPORAL_ADDRESS).",
-        epilog="Settings come from the environment and .env (MOODLE_*, TEMPORAL_*); see README.",
+        epilog="Settings come from the environment and .env. The commands that start or read workflows use only "
+               "TEMPORAL_* (the worker uses its own MOODLE_* settings); courses and doctor use this shell's "
+               "MOODLE_* too. See README.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
