@@ -67,7 +67,8 @@ async def test_a_terminated_run_says_so_and_exits_1(client: Client, fake: FakeMo
     assert code == 1 and "terminated" in out and "operator stopped it" in out and "Next:" in out
 
 
-async def test_a_configuration_failure_says_fix_the_worker_then_rerun(client: Client, fake: FakeMoodle) -> None:
+async def test_a_configuration_failure_says_fix_the_worker_then_rerun(client: Client, fake: FakeMoodle,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     settings = make_settings(moodle_token="not-the-token-0000")
     event = make_event(fake, participants=2)
     async with running_worker(client, settings, fake):
@@ -80,6 +81,8 @@ async def test_a_configuration_failure_says_fix_the_worker_then_rerun(client: Cl
     step = progress.next_step or ""
     assert "MOODLE_TOKEN on the worker" in step and "restart the worker" in step and "rerun" in step
     assert progress.worker_polling is False
+    code, out = await progress_cli(capsys, client, "--event-id", event["id"])
+    assert code == 1 and "[InvalidTokenError]" in out and "MOODLE_TOKEN on the worker" in " ".join(out.split())
 
 
 async def test_the_record_agrees_with_the_worker(client: Client, fake: FakeMoodle) -> None:
