@@ -79,7 +79,11 @@ class DeploymentNotFound(LookupError):
 
 @dataclass
 class ParticipantProgress:
-    """One participant's subtask of a deployment."""
+    """One participant's subtask of a deployment.
+
+    The public twin of the workflows' `ParticipantOutcome`, which is stored in histories and so keeps its
+    field names (``enrolled`` there read as "not enrolled" for people already enrolled); this one says
+    ``written_by_this_run``."""
 
     id: str
     state: SubtaskState = SubtaskState.PENDING
