@@ -2,13 +2,19 @@
 
 Validation happens here, before any workflow starts, so bad input never leaves half-done state in
 Moodle: every error names the field and, for a participant, which one.
+
+`parse_event` and `parse_participant` are the strict entry (API and CLI): they also refuse unknown keys
+(a misspelt ``particpants`` would otherwise deploy an empty course) and require ``participants`` and
+``moodle_course_id`` to be given. The models themselves stay lenient about unknown keys, because the data
+converter decodes them from workflow histories, which must keep replaying whatever this file becomes.
 """
 
 from __future__ import annotations
 
 import re
+from difflib import get_close_matches
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -102,8 +108,10 @@ class Event(BaseModel):
     id: NonEmpty
     name: NonEmpty = Field(max_length=COURSE_FULLNAME_MAX)
     slug: NonEmpty = Field(max_length=COURSE_SHORTNAME_MAX)
-    moodle_course_id: int | None = Field(None, gt=0, alias="moodle_course_id")
-    participants: list[Participant] = Field(default_factory=list)
+    moodle_course_id: int | None = Field(gt=0)
+    """The environment's template course; ``None`` (JSON ``null``) means the event has no Moodle mapping."""
+    participants: list[Participant]
+    """Everyone of the event; ``[]`` when nobody is registered yet (it must be given, even empty)."""
 
     @field_validator("id", mode="before")
     @classmethod
@@ -121,16 +129,16 @@ class Event(BaseModel):
 
     @model_validator(mode="after")
     def _each_person_once(self) -> Event:
-        seen: dict[tuple[str, str], Participant] = {}
-        for p in self.participants:
+        seen: dict[tuple[str, str], int] = {}
+        for index, p in enumerate(self.participants):
             for key, value in (("id", p.id), ("username", p.username), ("email", p.email.lower())):
-                other = seen.get((key, value))
-                if other is not None:
+                first = seen.get((key, value))
+                if first is not None:
                     raise ValueError(
-                        f"participants {other.id} and {p.id} have the same {key} {value!r}; "
-                        "each person may appear once"
+                        f"participants[{first}] (id {self.participants[first].id!r}) and participants[{index}] "
+                        f"(id {p.id!r}) have the same {key} {value!r}; each person may appear once"
                     )
-                seen[(key, value)] = p
+                seen[(key, value)] = index
         return self
 
     @property
@@ -147,24 +155,72 @@ def course_idnumber(event_id: str) -> str:
     return f"openvle-event-{event_id}"
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 class InputError(ValueError):
     """Event or participant input is unusable; the message names each field (and participant)."""
 
 
-def _describe(error: ValidationError, data: object) -> str:
+# Keys the strict entry requires although the model could do without them: an omission must not read as
+# "nobody" or "no Moodle mapping" (both have an explicit way to be said).
+_REQUIRED_EXPLICITLY = {
+    "participants": "is missing; give the list of participants ([] for an event with nobody yet)",
+    "moodle_course_id": "is missing; give the template course id, or null for an event with no Moodle mapping",
+}
+
+
+def _unknown_keys(data: object, model: type[BaseModel], where: str) -> list[str]:
+    """One line per key of ``data`` that ``model`` does not have, with the nearest known key."""
+    if not isinstance(data, dict):
+        return []
+    known = list(model.model_fields)
     lines = []
+    for key in data:
+        if key not in model.model_fields:
+            near = get_close_matches(str(key), known, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f" (known: {', '.join(known)})"
+            lines.append(f"  - {where}{key}: is not a field of {model.__name__.lower()}{hint}")
+    return lines
+
+
+def _strict_problems(data: object) -> list[str]:
+    """What the lenient model lets pass but the API refuses: unknown keys, omitted required lists."""
+    if not isinstance(data, dict):
+        return []
+    lines = _unknown_keys(data, Event, "")
+    lines += [f"  - {key}: {message}" for key, message in _REQUIRED_EXPLICITLY.items() if key not in data]
+    participants = data.get("participants")
+    if isinstance(participants, list):
+        for index, raw in enumerate(participants):
+            lines += _unknown_keys(raw, Participant, f"{_participant_where(index, raw)}.")
+    return lines
+
+
+def _participant_where(index: int, raw: object) -> str:
+    who = f" (id {raw.get('id')!r}, username {raw.get('username')!r})" if isinstance(raw, dict) else ""
+    return f"participants[{index}]{who}"
+
+
+def _describe(error: ValidationError | None, data: object) -> str:
+    lines: list[str] = []
+    if error is None:
+        return ""
     for item in error.errors():
         loc = list(item["loc"])
+        if item["type"] == "missing" and len(loc) == 1 and loc[0] in _REQUIRED_EXPLICITLY:
+            continue  # said by the strict check, with how to give it
         where = ".".join(str(part) for part in loc) or "input"
         if len(loc) >= 2 and loc[0] == "participants" and isinstance(loc[1], int):
-            who = ""
-            try:
-                raw = data["participants"][loc[1]]  # type: ignore[index]
-                who = f" (id {raw.get('id')!r}, username {raw.get('username')!r})"
-            except Exception:
-                pass
-            where = f"participants[{loc[1]}]{who}" + "".join(f".{part}" for part in loc[2:])
+            raw = None
+            if isinstance(data, dict) and isinstance(data.get("participants"), list) \
+                    and loc[1] < len(data["participants"]):
+                raw = data["participants"][loc[1]]
+            where = _participant_where(loc[1], raw) + "".join(f".{part}" for part in loc[2:])
         message = item["msg"].removeprefix("Value error, ")
+        if not loc and message.startswith("participants["):
+            lines.append(f"  - {message}")  # the same person twice: the message names both positions
+            continue
         if item["type"] == "missing":
             message = "is missing"
         elif item["type"] == "string_too_short":
@@ -175,21 +231,30 @@ def _describe(error: ValidationError, data: object) -> str:
     return "\n".join(lines)
 
 
+def _validate(model: type[M], data: object, strict: list[str], what: str) -> M:
+    error: ValidationError | None = None
+    try:
+        value = model.model_validate(data)
+    except ValidationError as caught:
+        error = caught
+    if error is None and not strict:
+        return value
+    described = _describe(error, data)
+    raise InputError(f"Invalid {what}:\n" + "\n".join(strict + ([described] if described else [])))
+
+
 def parse_event(data: object) -> Event:
-    """Validate an event (a dict of the JSON, or an `Event`); raise `InputError` saying what to fix."""
+    """Validate an event (a dict of the JSON, or an `Event`); raise `InputError` naming every field to fix.
+
+    Unknown keys and an omitted ``participants`` or ``moodle_course_id`` are refused; ``[]`` and ``null``
+    given explicitly are accepted."""
     if isinstance(data, Event):
         return data
-    try:
-        return Event.model_validate(data)
-    except ValidationError as error:
-        raise InputError("Invalid event:\n" + _describe(error, data)) from None
+    return _validate(Event, data, _strict_problems(data), "event")
 
 
 def parse_participant(data: object) -> Participant:
-    """Validate one participant; raise `InputError` saying what to fix."""
+    """Validate one participant; raise `InputError` naming every field to fix (unknown keys too)."""
     if isinstance(data, Participant):
         return data
-    try:
-        return Participant.model_validate(data)
-    except ValidationError as error:
-        raise InputError("Invalid participant:\n" + _describe(error, data)) from None
+    return _validate(Participant, data, _unknown_keys(data, Participant, ""), "participant")

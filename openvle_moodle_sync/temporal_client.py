@@ -64,6 +64,8 @@ def _plain(reason: str) -> str:
     """The innermost message of the SDK's connection error (a Rust debug dump), e.g. "Connection refused"."""
     if certificate := re.search(r"InvalidCertificate\((\w+)\)", reason):
         return f"the server's certificate is not valid ({certificate[1]})"
+    if "InvalidContentType" in reason:
+        return "the server answered the TLS handshake in plain text (it does not use TLS)"
     quoted = re.findall(r'(?:message|error): "([^"]+)"', reason)
     if not quoted:
         return reason
@@ -75,6 +77,9 @@ def _fix(connection: TemporalConnection, reason: str) -> str:
     if any(word in reason for word in _AUTH_WORDS):
         return ("The server refused the credentials: check TEMPORAL_API_KEY (or the client certificate) and that "
                 "it grants access to the namespace (TEMPORAL_NAMESPACE)")
+    if connection.tls and "invalidcontenttype" in reason:
+        return ('The server speaks plain gRPC (as the dev server does): set TEMPORAL_TLS="False", or point '
+                "TEMPORAL_ADDRESS at the server's TLS port")
     if connection.tls and any(word in reason for word in _CERTIFICATE_WORDS):
         return ("The server's certificate is not trusted: if it is signed by a private CA, set "
                 "TEMPORAL_TLS_SERVER_CA_CERT_PATH to that CA; if it names another host than TEMPORAL_ADDRESS, set "

@@ -8,18 +8,25 @@ setting, and one full ``deploy --wait``) run as real ``python -m starter`` subpr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -28,8 +35,10 @@ from temporalio.worker import Worker
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.starter import cli
+from openvle_moodle_sync.temporal_client import ensure_search_attributes
 from openvle_moodle_sync.workflows import ids
 from tests.conftest import TOKEN, make_event
+from tests.proc import processes_in
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITED_TOKEN = "limited-token-abcdef0123456789"
@@ -116,9 +125,21 @@ async def test_failed_deployment_names_each_failed_participant(client: Client, f
     code, out, _ = await run(capsys, "progress", "--event-id", event["id"], "--json", client=client,
                              settings=settings)
     progress = json.loads(out)
+    assert code == 1  # progress of a failed run exits non-zero
     assert progress["state"] == "failed" and progress["failed"] == 1
     failed = [p for p in progress["participants"] if p["state"] == "failed"]
-    assert [p["id"] for p in failed] == ["p-2"] and failed[0]["error"]
+    assert [p["id"] for p in failed] == ["p-2"] and "admin" in failed[0]["error"]
+    assert progress["failure"]["type"] == "DeploymentIncomplete"
+    assert "1 of 3 participants" in progress["failure"]["message"]
+    assert f"rerun --event-id {event['id']}" in progress["next_step"]
+    assert progress["worker_polling"] is True
+    # "enrolled" read as "not enrolled" for people enrolled before: the field says what it means now.
+    assert all("enrolled" not in p and "written_by_this_run" in p for p in progress["participants"])
+
+    code, out, _ = await run(capsys, "progress", "--event-id", event["id"], client=client, settings=settings)
+    assert code == 1
+    assert "failed" in out and "[DeploymentIncomplete]" in out and "1 of 3 participants" in out
+    assert "p-2" in out and "admin" in out and "Next: Fix the cause" in out and "rerun --event-id" in out
 
     # The cause persists, so a re-run fails the same way, and says so.
     code, _, err = await run(capsys, "rerun", "--event-id", event["id"], "--wait", client=client, settings=settings)
@@ -335,14 +356,136 @@ async def test_doctor_without_temporal(moodle_url: str) -> None:
 async def test_temporal_unreachable_exits_1_naming_the_address(tmp_path: Path) -> None:
     port = _free_port()
     code, out = await run_cli("progress", "--event-id", "42", env=cli_env(TEMPORAL_ADDRESS=f"127.0.0.1:{port}"))
-    assert code == 1 and "TEMPORAL_ADDRESS" in out and str(port) in out
+    assert_in_words(code, out, "TEMPORAL_ADDRESS", str(port))
 
 
-async def test_config_error_exits_2_naming_the_variable() -> None:
-    code, out = await run_cli("progress", "--event-id", "42", env=cli_env(MOODLE_USER_MATCH_FIELD="phone"))
-    assert code == 2 and "MOODLE_USER_MATCH_FIELD" in out and "email" in out
-    code, out = await run_cli("doctor", env=cli_env(MOODLE_ENABLED="True"))
-    assert code == 2 and "FAIL Settings" in out and "MOODLE_URL" in out
+def assert_in_words(code: int, out: str, *expected: str) -> None:
+    """Exit 1, the fix in words, nothing of the SDK's internals."""
+    assert code == 1, out
+    for internal in ("Traceback", "RPCError", "tonic::", "UserWarning", "Fatal Python error"):
+        assert internal not in out, out
+    for text in expected:
+        assert text in out, out
+
+
+async def test_settings_errors_exit_1_naming_the_variable() -> None:
+    code, out = await run_cli("progress", "--event-id", "42", env=cli_env(TEMPORAL_TLS="maybe"))
+    assert_in_words(code, out, "TEMPORAL_TLS", '"True" or "False"', "Nothing was started")
+    code, out = await run_cli("courses", env=cli_env(MOODLE_USER_MATCH_FIELD="phone"))
+    assert_in_words(code, out, "MOODLE_USER_MATCH_FIELD", "email")
+
+
+async def test_doctor_checks_temporal_even_with_bad_moodle_settings(temporal_env: WorkflowEnvironment) -> None:
+    code, out = await run_cli("doctor", env=cli_env(MOODLE_ENABLED="True", TEMPORAL_ADDRESS=target(temporal_env)))
+    assert_in_words(code, out, "FAIL Settings", "MOODLE_URL", "OK   Temporal", "SKIP Moodle")
+
+
+async def test_doctor_without_moodle_settings_says_what_it_checked(temporal_env: WorkflowEnvironment) -> None:
+    code, out = await run_cli("doctor", env=cli_env(TEMPORAL_ADDRESS=target(temporal_env)))
+    assert code == 0, out
+    assert "SKIP Moodle" in out and "not checked" in out and "The worker uses its own MOODLE_* settings" in out
+    assert "without touching Moodle" not in out  # a worker elsewhere may well be enabled
+
+
+async def test_a_moodle_typo_in_the_cli_does_not_block_deploy(temporal_env: WorkflowEnvironment, client: Client,
+                                                              fake: FakeMoodle, settings: Settings, worker: Worker,
+                                                              tmp_path: Path) -> None:
+    """`deploy` uses only TEMPORAL_*: the worker writes to Moodle with its own settings."""
+    event = make_event(fake, participants=2)
+    env = cli_env(TEMPORAL_ADDRESS=target(temporal_env), TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
+                  MOODLE_URL="https://moodle.example.com/", MOODLE_ENABLED="True")
+    code, out = await run_cli("deploy", "--event", write(tmp_path, "e.json", event), "--wait", env=env)
+    assert code == 0, out
+    assert "2 of 2 participants" in out
+    assert "MOODLE_URL" in out and "ends with a slash" in out and "The worker uses its own MOODLE_* settings" in out
+
+
+@pytest.fixture
+def event_files(tmp_path: Path) -> dict[str, str]:
+    event = {"id": "ev-words", "name": "Words", "slug": "ws-words", "moodle_course_id": 2, "participants": []}
+    person = {"id": "p-1", "username": "alice", "email": "alice@example.com", "first_name": "Alice",
+              "last_name": "Smith", "role": "student"}
+    return {"event": write(tmp_path, "e.json", event), "participant": write(tmp_path, "p.json", person)}
+
+
+def every_temporal_command(files: dict[str, str]) -> list[list[str]]:
+    event, person = ["--event", files["event"]], ["--participant", files["participant"]]
+    return [["deploy", *event], ["deploy", *event, "--wait"], ["add", *event, *person], ["remove", *event, *person],
+            ["archive", *event], ["delete", *event, "--wait"], ["progress", "--event-id", "ev-words"],
+            ["progress", "--event-id", "ev-words", "--json"], ["rerun", "--event-id", "ev-words"]]
+
+
+async def test_a_wrong_namespace_is_said_by_every_command(temporal_env: WorkflowEnvironment,
+                                                          event_files: dict[str, str]) -> None:
+    env = cli_env(TEMPORAL_ADDRESS=target(temporal_env), TEMPORAL_NAMESPACE="nope")
+    commands = every_temporal_command(event_files)
+    results = await asyncio.gather(*(run_cli(*argv, env=env) for argv in commands))
+    for argv, (code, out) in zip(commands, results, strict=True):
+        assert_in_words(code, out, "has no namespace 'nope'", "TEMPORAL_NAMESPACE")
+        assert "no deployment" not in out, (argv, out)  # never mistaken for an event not deployed
+    code, out = await run_cli("doctor", env=env)
+    assert_in_words(code, out, "FAIL Temporal", "has no namespace 'nope'")
+
+
+async def test_connection_errors_are_said_with_the_fix(temporal_env: WorkflowEnvironment,
+                                                       event_files: dict[str, str]) -> None:
+    address = target(temporal_env)
+    closed = f"127.0.0.1:{_free_port()}"
+    cases = [
+        (cli_env(TEMPORAL_ADDRESS=f"http://{address}"), ["has a scheme", f"TEMPORAL_ADDRESS={address}"]),
+        (cli_env(TEMPORAL_ADDRESS=address, TEMPORAL_TLS="true"), ["TLS", "plain text", 'TEMPORAL_TLS="False"']),
+        (cli_env(TEMPORAL_ADDRESS=closed), ["Failed to connect", closed, "Connection refused", "TEMPORAL_ADDRESS"]),
+    ]
+    runs = [(env, argv, expected) for env, expected in cases
+            for argv in (["progress", "--event-id", "ev-words"], ["deploy", "--event", event_files["event"]])]
+    results = await asyncio.gather(*(run_cli(*argv, env=env) for env, argv, _ in runs))
+    for (_, _argv, expected), (code, out) in zip(runs, results, strict=True):
+        assert_in_words(code, out, *expected, "Nothing was started")
+
+
+async def test_tls_off_against_a_tls_server_is_said(tmp_path: Path) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*self_signed(tmp_path))
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.read(100)
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0, ssl=context)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        code, out = await run_cli("progress", "--event-id", "42", env=cli_env(TEMPORAL_ADDRESS=f"127.0.0.1:{port}"))
+    assert_in_words(code, out, 'TEMPORAL_TLS="True"')
+
+
+def self_signed(directory: Path) -> tuple[str, str]:
+    """A throw-away certificate and key for a TLS server on 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(1).not_valid_before(now).not_valid_after(now + timedelta(days=1))
+                   .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+async def test_the_server_going_away_during_wait_is_said(tmp_path: Path, event_files: dict[str, str]) -> None:
+    with processes_in(tmp_path) as processes:
+        server = processes.temporal(tmp_path / "t.db")
+        await ensure_search_attributes(await Client.connect(server.address))
+        env = cli_env(TEMPORAL_ADDRESS=server.address, TEMPORAL_TASK_QUEUE="nobody-polls-this")
+        waiting = asyncio.ensure_future(run_cli("deploy", "--event", event_files["event"], "--wait", env=env,
+                                                timeout=120))
+        await asyncio.sleep(4)  # started, and waiting for a worker
+        assert not waiting.done()
+        server.kill()
+        code, out = await waiting
+    assert_in_words(code, out, "stopped answering", "TEMPORAL_ADDRESS", "keeps running in Temporal")
 
 
 async def test_courses(temporal_env: WorkflowEnvironment, moodle_url: str) -> None:

@@ -5,6 +5,8 @@ time the deployment completes, and Moodle (the simulator, over HTTP) ends exactl
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.starter import DeploymentProgress
+from openvle_moodle_sync.starter.cli import run as cli_run
 from openvle_moodle_sync.temporal_client import data_converter
 from openvle_moodle_sync.workflows import DeployEvent, ids
-from openvle_moodle_sync.workflows.types import Progress
 from tests.conftest import make_settings
 from tests.proc import Processes, assert_deployed, people, processes_in, start_worker, worker_env
 
@@ -43,10 +47,11 @@ def big_event(template_id: int, prefix: str) -> dict[str, Any]:
             "participants": people(event_id, PARTICIPANTS, instructors=INSTRUCTORS)}
 
 
-async def wait_until_partly_done(client: Client, event_id: str, *, at_least: int, timeout: float = 60) -> Progress:
+async def wait_until_partly_done(client: Client, event_id: str, *, at_least: int, timeout: float = 60
+                                 ) -> DeploymentProgress:
     """Poll progress until ``at_least`` participants are done; fails if the run finished first."""
     deadline = time.monotonic() + timeout
-    progress: Progress | None = None
+    progress: DeploymentProgress | None = None
     while time.monotonic() < deadline:
         try:
             progress = await starter.get_progress(client, event_id)
@@ -73,7 +78,7 @@ async def connect(address: str, timeout: float = 30) -> Client:
 
 
 async def test_worker_killed_mid_deployment_completes_after_restart(
-        processes: Processes, temporal_env: WorkflowEnvironment) -> None:
+        processes: Processes, temporal_env: WorkflowEnvironment, capsys: pytest.CaptureFixture[str]) -> None:
     client = temporal_env.client
     moodle = processes.fake_moodle(TOKEN, latency_ms=20)
     queue = f"crash-{uuid.uuid4().hex[:8]}"
@@ -88,6 +93,22 @@ async def test_worker_killed_mid_deployment_completes_after_restart(
     assert not worker.alive()
     applied_at_kill = len(moodle.state()["enrolments"])
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+    # No worker now (the killed one may still be listed as a poller): progress answers from the server's
+    # record within 10 s, says so, and shows what was done before the kill.
+    started = time.monotonic()
+    recorded = await starter.get_progress(client, event["id"])
+    assert time.monotonic() - started < 10
+    assert recorded.worker_polling is False and recorded.state == "running"
+    assert recorded.total == PARTICIPANTS and before.done <= recorded.done < PARTICIPANTS
+    assert queue in (recorded.message or "") and "python worker.py" in (recorded.next_step or "")
+    out_file = io.StringIO()
+    started = time.monotonic()
+    code = await cli_run(["progress", "--event-id", event["id"], "--json"], client=client, settings=settings,
+                         out=Console(file=out_file), err=Console(file=out_file))
+    assert time.monotonic() - started < 10 and code == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["worker_polling"] is False and shown["task_queue"] == queue and "Traceback" not in out_file.getvalue()
 
     start_worker(worker)
     result = await asyncio.wait_for(handle.result(), 120)

@@ -33,4 +33,14 @@ def test_demo_runs_every_step(tmp_path: Path) -> None:
     assert "Moodle course 3 deleted" in out
     assert "/namespaces/default/workflows?query=OpenVLEEventId%3D%22demo-" in out
     assert "Stopped." in out
+    # The mail summary after the deployment and the sentence under it tell the same story (issue 11.8).
+    deployed = out.split("Step 2/6")[0]
+    counted = re.search(r"(\d+) 'welcome to course' mails \((\d+) to teachers, 0 to students\)", deployed)
+    assert counted, deployed
+    welcome = int(counted.group(1))
+    assert welcome == int(counted.group(2))
+    said = re.sub(r"\s+", " ", deployed)
+    if welcome:
+        assert f"The {welcome} 'welcome to course' mail" in said and "went to instructors" in said, said
+    assert "Nobody got a 'welcome to course' mail" not in said or welcome == 0, said
     assert {"temporal.db", "worker.log", "event.json"} <= {p.name for p in tmp_path.iterdir()}

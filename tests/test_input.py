@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from openvle_moodle_sync import starter
-from openvle_moodle_sync.models import InputError, parse_event, parse_participant
+from openvle_moodle_sync.models import Event, InputError, parse_event, parse_participant
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.workflows import ids
 
@@ -67,11 +67,24 @@ BAD = {
                                                                   ".first_name: is empty"),
     "overlong last name": (with_("participants.1.last_name", "L" * 101), "last_name: String should have at most 100"),
     "unknown role": (with_("participants.1.role", "teacher"), "role: must be 'student' or 'instructor', not 'teacher'"),
-    "same person twice (id)": (with_("participants.1.id", "p-1"), "participants p-1 and p-1 have the same id"),
+    "same person twice (id)": (with_("participants.1.id", "p-1"),
+                               "participants[0] (id 'p-1') and participants[1] (id 'p-1') have the same id 'p-1'"),
     "same username twice": (with_("participants.1.username", "ALICE"),
-                            "participants p-1 and p-2 have the same username 'alice'"),
+                            "participants[0] (id 'p-1') and participants[1] (id 'p-2') have the same username "
+                            "'alice'"),
     "same email twice, other case": (with_("participants.1.email", "Alice@Example.com"),
                                      "have the same email 'alice@example.com'"),
+    # Strict input (issue 11.2): an unknown or misspelt key is refused, never ignored.
+    "misspelt participants": (with_("participants", ...) | {"particpants": GOOD["participants"]},
+                              "particpants: is not a field of event; did you mean 'participants'?"),
+    "missing participants": (with_("participants", ...), "participants: is missing; give the list of participants "
+                                                         "([] for an event with nobody yet)"),
+    "missing template id": (with_("moodle_course_id", ...), "moodle_course_id: is missing; give the template course "
+                                                            "id, or null for an event with no Moodle mapping"),
+    "unknown event key": (with_("environment", "lab"), "environment: is not a field of event (known: id, name"),
+    "unknown participant key": (with_("participants.1.emial", "b@example.com"),
+                                "participants[1] (id 'p-2', username 'bob').emial: is not a field of participant; "
+                                "did you mean 'email'?"),
 }
 
 
@@ -86,6 +99,23 @@ def test_bad_event_is_refused_naming_the_field(case: str) -> None:
 def test_bad_participant_is_refused() -> None:
     with pytest.raises(InputError, match=r"email: 'nope' is not a valid email address"):
         parse_participant({**GOOD["participants"][0], "email": "nope"})
+    with pytest.raises(InputError, match=r"rol: is not a field of participant; did you mean 'role'\?"):
+        parse_participant({**GOOD["participants"][0], "rol": "student"})
+
+
+def test_every_problem_is_named_at_once() -> None:
+    data = with_("participants.0.email", "nope") | {"particpants": []}
+    with pytest.raises(InputError) as error:
+        parse_event(data)
+    lines = str(error.value).splitlines()
+    assert lines[0] == "Invalid event:" and len(lines) == 3, lines
+    assert "particpants" in lines[1] and "participants[0] (id 'p-1', username 'alice').email" in lines[2]
+
+
+def test_the_models_stay_lenient_for_recorded_histories() -> None:
+    """Histories hold events serialised by older versions: the data converter's path (the model itself)
+    must keep decoding them; only the API's entry (`parse_event`) is strict."""
+    assert Event.model_validate(with_("environment", "old field")).id == "42"
 
 
 def test_unusual_input_is_accepted() -> None:

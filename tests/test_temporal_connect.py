@@ -188,7 +188,7 @@ def test_a_profile_naming_a_missing_tls_file_names_the_config_file(no_temporal_e
 async def test_the_cli_stops_on_a_bad_temporal_setting(tmp_path: Path) -> None:
     env = cli_env(XDG_CONFIG_HOME=str(tmp_path), TEMPORAL_TLS_CLIENT_CERT_PATH=str(tmp_path / "missing.pem"))
     code, out = await run_cli("doctor", env=env)
-    assert code == 2 and "FAIL Settings" in out and "TEMPORAL_TLS_CLIENT_CERT_PATH: there is no file" in out
+    assert code == 1 and "FAIL Settings" in out and "TEMPORAL_TLS_CLIENT_CERT_PATH: there is no file" in out
     assert "Traceback" not in out
 
 

@@ -1,8 +1,9 @@
 """The OpenVLE backend's entry point to openvle-moodle-sync (see `starter.api`); ``python -m starter``
 is the same for operators."""
 
+from openvle_moodle_sync.models import Event, InputError, Participant
+
 from .api import (
-    DeploymentNotFound,
     add_participant,
     archive_event,
     delete_event,
@@ -12,9 +13,17 @@ from .api import (
     rerun_deployment,
     search_courses,
 )
+from .progress import DeploymentNotFound, DeploymentProgress, ParticipantProgress, PendingActivity, RunFailure
 
 __all__ = [
     "DeploymentNotFound",
+    "DeploymentProgress",
+    "Event",
+    "InputError",
+    "Participant",
+    "ParticipantProgress",
+    "PendingActivity",
+    "RunFailure",
     "add_participant",
     "archive_event",
     "delete_event",

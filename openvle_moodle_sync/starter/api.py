@@ -16,14 +16,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from openvle_moodle_sync.models import Event, Participant, parse_event, parse_participant
 from openvle_moodle_sync.moodle import client_from_settings
@@ -38,9 +38,10 @@ from openvle_moodle_sync.workflows.types import (
     DeployInput,
     DeployResult,
     EventRef,
-    Progress,
-    SubtaskState,
 )
+
+from .progress import DeploymentNotFound, DeploymentProgress, read_progress
+from .temporal_errors import is_workflow_not_found
 
 EventLike = Event | Mapping[str, Any]
 ParticipantLike = Participant | Mapping[str, Any]
@@ -143,10 +144,6 @@ async def delete_event(client: Client, event: EventLike, *, settings: Settings |
     )
 
 
-class DeploymentNotFound(LookupError):
-    """No deployment of that event was ever started."""
-
-
 async def rerun_deployment(client: Client, event_id: str, *, settings: Settings | None = None
                            ) -> WorkflowHandle[DeployEvent, DeployResult]:
     """Start the event's last deployment again under its id, with the same event; it only does what is
@@ -158,7 +155,7 @@ async def rerun_deployment(client: Client, event_id: str, *, settings: Settings 
     try:
         history = await handle.fetch_history()
     except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
+        if is_workflow_not_found(error):
             raise DeploymentNotFound(f"event {event_id} has no deployment to re-run; deploy it first") from None
         raise
     first = history.events[0]
@@ -198,50 +195,17 @@ def _with_changes(event: Event, changes: list[ChangeRequest]) -> Event:
     return event.model_copy(update={"participants": list(participants.values())})
 
 
-async def get_progress(client: Client, event_id: str) -> Progress:
-    """The deployment's task and its subtasks (one per participant), live while it runs.
+async def get_progress(client: Client, event_id: str) -> DeploymentProgress:
+    """The event's deployment and one subtask per participant (the fields of ``progress --json``).
+
+    Answers within 10 s also when no worker runs: then ``worker_polling`` is False and the figures are what
+    the server recorded. A run that failed, was terminated, cancelled or timed out carries ``failure``
+    (type and message) and ``next_step``. Raises `DeploymentNotFound` when the event was never deployed;
+    Temporal errors (a missing namespace, the server unreachable) raise `temporalio.service.RPCError`.
 
     >>> p = await get_progress(client, "42"); print(p.state, p.done, "/", p.total)
     """
-    handle = client.get_workflow_handle_for(DeployEvent.run, ids.deploy_id(event_id))
-    try:
-        description = await handle.describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            raise DeploymentNotFound(f"event {event_id} has no deployment yet") from None
-        raise
-    progress = await handle.query(DeployEvent.progress)
-    status = description.status or WorkflowExecutionStatus.RUNNING
-    progress.state = status.name.lower().replace("timed_out", "timed out")
-    # Large deployments run in child workflows: ask those that are running for their subtasks.
-    for child_id in progress.batches_running:
-        try:
-            rows = await client.get_workflow_handle(child_id).query("progress", result_type=list[dict])
-        except RPCError:
-            continue
-        by_id = {o.id: o for o in progress.participants}
-        for row in rows:
-            outcome = by_id.get(row["id"])
-            if outcome is not None:
-                outcome.state, outcome.error = SubtaskState(row["state"]), row.get("error")
-    if status == WorkflowExecutionStatus.RUNNING:
-        await _add_waiting_reasons(client, progress, description)
-    counts = {s: sum(1 for o in progress.participants if o.state == s) for s in SubtaskState}
-    progress.done, progress.failed = counts[SubtaskState.DONE], counts[SubtaskState.FAILED]
-    progress.running, progress.pending = counts[SubtaskState.RUNNING], counts[SubtaskState.PENDING]
-    return progress
-
-
-async def _add_waiting_reasons(client: Client, progress: Progress, description: Any) -> None:
-    """Activities being retried (Moodle down, say) tell why the run is waiting."""
-    waiting = []
-    for pending in description.raw_description.pending_activities:
-        if pending.attempt > 1 and pending.HasField("last_failure"):
-            # Decoded: with payload encryption on, failure messages are stored encrypted too.
-            failure = await client.data_converter.decode_failure(pending.last_failure)
-            waiting.append(f"{pending.activity_type.name} attempt {pending.attempt}: {failure}")
-    if waiting:
-        progress.message = f"waiting on {len(waiting)} retried Moodle call(s); last error: {waiting[0]}"
+    return await read_progress(client, event_id)
 
 
 async def search_courses(text: str, *, settings: Settings | None = None, limit: int = 50) -> list[dict[str, Any]]:

@@ -10,8 +10,13 @@
     python -m starter courses  [--search TEXT] [--json]
     python -m starter doctor
 
-Exit codes: 0 success; 1 the workflow failed, or Temporal/Moodle could not be reached; 2 bad input or
-configuration (nothing was started). Input is validated before anything talks to Temporal.
+Exit codes: 0 success; 1 the workflow failed (or `progress` shows a run that ended badly), a setting is
+wrong, or Temporal/Moodle could not be reached; 2 bad input or usage (nothing was started). Input is
+validated before anything talks to Temporal. No Temporal or settings error ends in a traceback: each is
+said in words with its fix (`temporal_errors`).
+
+Each command checks only the settings it uses: the commands that start or read workflows need the
+TEMPORAL_* ones (the worker uses its own MOODLE_* settings), `courses` and `doctor` the MOODLE_* ones too.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import asyncio
 import dataclasses
 import json
 import sys
+import warnings
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +48,8 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
 )
-from temporalio.exceptions import FailureError
+from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
 from openvle_moodle_sync.models import InputError, parse_event, parse_participant
@@ -57,12 +65,14 @@ from openvle_moodle_sync.workflows.types import (
     DeployResult,
     SubtaskState,
 )
-from openvle_moodle_sync.workflows.types import Progress as RunProgress
 
 from . import api
+from .progress import DeploymentProgress, next_step
+from .temporal_errors import SCHEME_WARNING, START_WORKER, explain, scheme_fix
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 POLL_SECONDS = 0.5
+DOCTOR_RPC_TIMEOUT = timedelta(seconds=10)
 
 
 class CliError(Exception):
@@ -80,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m starter",
         description="Start and follow the OpenVLE -> Moodle workflows (Temporal at TEMPORAL_ADDRESS).",
-        epilog="Settings come from the environment and .env (MOODLE_*, TEMPORAL_*); see README.",
+        epilog="Settings come from the environment and .env. The commands that start or read workflows use only "
+               "TEMPORAL_* (the worker uses its own MOODLE_* settings); courses and doctor use this shell's "
+               "MOODLE_* too. See README.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -129,29 +141,73 @@ def build_parser() -> argparse.ArgumentParser:
 # --- Context: settings and client, loaded on first use ------------------------------------------------
 
 
+WORKER_SETTINGS_NOTE = ("The worker uses its own MOODLE_* settings (where it runs); check them there with: "
+                        "python -m starter doctor")
+
+
 class Context:
-    """What a command needs; tests inject `settings` and `client`, the CLI loads them on first use."""
+    """What a command needs; tests inject `settings` and `client`, the CLI loads them on first use.
+
+    ``uses_moodle`` is False for the commands that only talk to Temporal: for them this shell's MOODLE_*
+    settings are not checked (the worker has its own), so a typo there never blocks `deploy` or `progress`."""
 
     def __init__(self, out: Console, err: Console, settings: Settings | None = None,
-                 client: Client | None = None) -> None:
+                 client: Client | None = None, *, uses_moodle: bool = True) -> None:
         self.out, self.err = out, err
         self._settings, self._client = settings, client
+        self.uses_moodle = uses_moodle
 
     def settings(self) -> Settings:
         if self._settings is None:
-            try:
-                self._settings = load_settings()
-            except ConfigError as error:
-                raise CliError(f"{error}\nNothing was started.", EXIT_USAGE) from None
+            self._settings = self._load_settings()
         return self._settings
+
+    def _load_settings(self) -> Settings:
+        try:
+            return load_settings()
+        except ConfigError as error:
+            if self.uses_moodle:
+                raise CliError(f"{error}\nNothing was started.", EXIT_FAILED) from None
+            full_error = error
+        try:
+            settings = load_settings(**MOODLE_DEFAULTS)
+        except ConfigError as error:
+            raise CliError(f"{error}\nNothing was started.", EXIT_FAILED) from None
+        self.err.print(Text(f"Note: this shell's MOODLE_* settings have problems; this command does not use them.\n"
+                            f"{str(full_error).split(chr(10), 1)[-1]}\n{WORKER_SETTINGS_NOTE}.", style="yellow"))
+        return settings
 
     async def client(self) -> Client:
         if self._client is None:
-            try:
-                self._client = await connect(self.settings())
-            except ConnectionError as error:
-                raise CliError(str(error), EXIT_FAILED) from None
+            settings = self.settings()
+            connection = resolve(settings)
+            address, namespace = connection.address, connection.namespace
+            if "://" in address:
+                raise CliError(scheme_fix(address) + "\nNothing was started.")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    client = await connect(settings)
+                except ConnectionError as error:  # connect() words it, with the connection's settings
+                    raise CliError(f"{error}\nNothing was started.") from None
+                except (RPCError, RuntimeError, OSError) as error:
+                    raise CliError(explain(error, address=address, namespace=namespace)
+                                   + "\nNothing was started.") from None
+            if any(SCHEME_WARNING in str(w.message) for w in caught):
+                raise CliError(scheme_fix(address) + "\nNothing was started.")
+            self._client = client
         return self._client
+
+    def temporal_error(self, error: RPCError) -> CliError:
+        """An error of Temporal during the command, in words."""
+        connection = resolve(self.settings())
+        return CliError(explain(error, address=connection.address, namespace=connection.namespace))
+
+
+#: The MOODLE_* settings at their defaults: what a Temporal-only command loads instead of this shell's.
+MOODLE_DEFAULTS: dict[str, Any] = {
+    name: info.default for name, info in Settings.model_fields.items() if name.startswith("moodle_")
+}
 
 
 # --- Input -------------------------------------------------------------------------------------------
@@ -196,7 +252,7 @@ class _DeployBar(Progress):
             yield Text(f"  {self.message}", style="yellow")
 
 
-async def _progress_or_none(client: Client, event_id: str) -> RunProgress | None:
+async def _progress_or_none(client: Client, event_id: str) -> DeploymentProgress | None:
     try:
         return await api.get_progress(client, event_id)
     except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError, api.DeploymentNotFound):
@@ -257,7 +313,7 @@ async def _warn_if_no_worker(ctx: Context, client: Client) -> None:
         return
     if not pollers:
         ctx.err.print(f"[yellow]Note:[/] no worker is polling task queue {queue!r} right now; the run waits "
-                      "until one does (start it with: python worker.py).")
+                      f"until one does (start it with: {START_WORKER}).")
 
 
 async def task_queue_pollers(client: Client, queue: str) -> list[str]:
@@ -268,11 +324,17 @@ async def task_queue_pollers(client: Client, queue: str) -> list[str]:
     return [p.identity for p in response.pollers]
 
 
+def failure_kind(failure: WorkflowFailureError) -> str:
+    cause: BaseException = failure.cause
+    if isinstance(cause, ApplicationError):
+        return cause.type or type(cause).__name__
+    return type(cause).__name__
+
+
 def failure_message(failure: WorkflowFailureError) -> str:
     cause: BaseException = failure.cause
     if isinstance(cause, FailureError):
-        kind = getattr(cause, "type", None) or type(cause).__name__
-        return f"[{kind}] {cause.message}"
+        return f"[{failure_kind(failure)}] {cause.message}"
     return str(cause)
 
 
@@ -298,7 +360,7 @@ def describe_result(result: Any) -> str:
     return str(result)
 
 
-def failed_participants_table(progress: RunProgress) -> Table:
+def failed_participants_table(progress: DeploymentProgress) -> Table:
     table = Table(title=f"Failed participants of event {escape(progress.event_id)}", title_justify="left")
     table.add_column("participant")
     table.add_column("role")
@@ -329,6 +391,9 @@ async def _start(ctx: Context, handle: WorkflowHandle[Any, Any], wait: bool, *, 
             progress = await _progress_or_none(client, event_id)
             if progress is not None and progress.failed:
                 ctx.err.print(failed_participants_table(progress))
+        again = (f"python -m starter rerun --event-id {event_id} --wait" if is_deploy
+                 else "the same command again")
+        ctx.err.print(f"Next: {escape(next_step(failure_kind(failure), again))}", highlight=False)
         return EXIT_FAILED
     ctx.out.print(f"[bold green]✓[/] {escape(handle.id)} completed: {escape(describe_result(result))}")
     return EXIT_OK
@@ -378,30 +443,62 @@ async def cmd_progress(args: argparse.Namespace, ctx: Context) -> int:
         progress = await api.get_progress(client, args.event_id)
     except api.DeploymentNotFound as error:
         raise CliError(str(error), EXIT_FAILED) from None
+    code = EXIT_FAILED if progress.ended_badly else EXIT_OK
     if args.json:
         print(json.dumps(dataclasses.asdict(progress), ensure_ascii=False, indent=2))
-        return EXIT_OK
-    out = ctx.out
+        return code
+    show_progress(ctx.out, progress)
+    return code
+
+
+def pending_activities_table(progress: DeploymentProgress) -> Table:
+    """The Moodle calls the server has scheduled and not seen finish, one row per activity type."""
+    table = Table(title="Moodle calls pending on the server", title_justify="left")
+    table.add_column("activity")
+    table.add_column("calls", justify="right")
+    table.add_column("highest attempt", justify="right")
+    table.add_column("last failure", overflow="fold")
+    by_type: dict[str, list[Any]] = {}
+    for pending in progress.pending_activities:
+        by_type.setdefault(pending.activity, []).append(pending)
+    for activity, calls in by_type.items():
+        worst = max(calls, key=lambda call: call.attempt)
+        table.add_row(escape(activity), str(len(calls)), str(worst.attempt), escape(worst.last_failure or "-"))
+    return table
+
+
+def show_progress(out: Console, progress: DeploymentProgress) -> None:
+    """``progress`` for people: the run, its participants, why it waits or failed, and what to do next."""
     colour = {"completed": "green", "running": "cyan"}.get(progress.state, "red")
     out.print(f"Deployment of event [bold]{escape(progress.event_id)}[/] ({escape(progress.workflow_id)}): "
-              f"[{colour}]{progress.state}[/]")
+              f"[{colour}]{escape(progress.state)}[/]")
     out.print(f"  stage:         {escape(progress.stage)}")
     out.print(f"  Moodle course: {progress.course_id if progress.course_id is not None else '-'}")
     out.print(f"  participants:  {progress.total} — [green]{progress.done} done[/], "
               f"[red]{progress.failed} failed[/], {progress.running} running, {progress.pending} pending")
+    worker = "yes" if progress.worker_polling else "[bold red]no[/] (figures as recorded by the server)"
+    out.print(f"  worker:        {worker}, task queue {escape(progress.task_queue)!r}", highlight=False)
+    if progress.failure is not None:
+        out.print(f"  [bold red]failure:[/]       [{escape(progress.failure.type)}] "
+                  f"{escape(progress.failure.message)}", highlight=False)
     if progress.message:
         out.print(f"  [yellow]{escape(progress.message)}[/]")
+    if progress.state == "running" and progress.pending_activities:
+        out.print(pending_activities_table(progress))
     if progress.failed:
         out.print(failed_participants_table(progress))
+    if progress.next_step:
+        out.print(f"Next: {escape(progress.next_step)}", highlight=False)
+    elif progress.failed:
         out.print(f"Fix the cause, then: python -m starter rerun --event-id {escape(progress.event_id)} --wait")
-    return EXIT_OK
 
 
 async def cmd_courses(args: argparse.Namespace, ctx: Context) -> int:
     settings = ctx.settings()
     if not settings.moodle_url or not settings.moodle_token.get_secret_value():
-        raise CliError('MOODLE_URL and MOODLE_TOKEN must be set to list Moodle courses (e.g. '
-                       'MOODLE_URL="https://moodle.example.com" in .env).', EXIT_USAGE)
+        raise CliError('MOODLE_URL and MOODLE_TOKEN must be set in this shell (or .env) to list Moodle courses '
+                       '(e.g. MOODLE_URL="https://moodle.example.com"); `courses` asks Moodle directly, not '
+                       'through the worker.', EXIT_FAILED)
     try:
         courses = await api.search_courses(args.search, settings=settings)
     except MoodleError as error:
@@ -429,19 +526,28 @@ class Check:
 
 
 async def run_checks(ctx: Context) -> list[Check]:
-    """The doctor's checks, in order: settings, Temporal, worker, Moodle."""
+    """The doctor's checks, in order: settings, Temporal, worker, Moodle. They are this shell's settings: a
+    worker elsewhere has its own, and doctor says so rather than guessing what the worker does."""
     checks: list[Check] = []
     try:
         settings = ctx.settings()
     except CliError as error:
         checks.append(Check("Settings", "FAIL", str(error).removesuffix("\nNothing was started."),
                             "fix the variables named above in the environment or .env"))
-        checks.append(Check("Temporal", "SKIP", "needs valid settings"))
-        checks.append(Check("Moodle", "SKIP", "needs valid settings"))
+        # The Temporal connection does not depend on the MOODLE_* settings: check it all the same.
+        temporal_only = Context(ctx.out, ctx.err, uses_moodle=False)
+        temporal_only.err = Console(quiet=True)  # its note would repeat the FAIL above
+        try:
+            temporal_settings = temporal_only.settings()
+        except CliError:
+            checks.append(Check("Temporal", "SKIP", "needs valid TEMPORAL_* settings"))
+        else:
+            checks.extend(await _temporal_checks(temporal_only, temporal_settings))
+        checks.append(Check("Moodle", "SKIP", "needs valid MOODLE_* settings"))
         return checks
     token = settings.moodle_token.get_secret_value()
     checks.append(Check("Settings", "OK", (
-        f"MOODLE_ENABLED={settings.moodle_enabled}, MOODLE_URL={settings.moodle_url or '(unset)'}, "
+        f"this shell's: MOODLE_ENABLED={settings.moodle_enabled}, MOODLE_URL={settings.moodle_url or '(unset)'}, "
         f"MOODLE_TOKEN={'set' if token else '(unset)'}, MOODLE_USER_AUTH={settings.moodle_user_auth}, "
         f"MOODLE_USER_MATCH_FIELD={settings.moodle_user_match_field}, "
         f"MOODLE_DELETE_COURSE_ON_EVENT_DELETE={settings.moodle_delete_course_on_event_delete}; "
@@ -456,23 +562,23 @@ async def _temporal_checks(ctx: Context, settings: Settings) -> list[Check]:
     try:
         client = await ctx.client()
         described = await client.workflow_service.describe_namespace(
-            DescribeNamespaceRequest(namespace=client.namespace))
+            DescribeNamespaceRequest(namespace=client.namespace), timeout=DOCTOR_RPC_TIMEOUT)
     except CliError as error:
-        return [Check("Temporal", "FAIL", str(error), "start the server, or set how to reach it: TEMPORAL_ADDRESS, "
-                      "TEMPORAL_TLS*, TEMPORAL_API_KEY, or a profile (TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE)")]
+        return [Check("Temporal", "FAIL", str(error).removesuffix("\nNothing was started."),
+                      "start the server, or set how to reach it: TEMPORAL_ADDRESS, TEMPORAL_TLS*, TEMPORAL_API_KEY, "
+                      "or a profile (TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE)")]
     except RPCError as error:
-        return [Check("Temporal", "FAIL", f"Temporal at {connection.address} answered: {error.message}",
-                      "check TEMPORAL_NAMESPACE exists on that server (temporal operator namespace list)")]
+        return [Check("Temporal", "FAIL", explain(error, address=connection.address, namespace=connection.namespace))]
     # Which way it connected (never the API key itself): address, TLS, credentials, profile and file.
     checks = [Check("Temporal", "OK", f"reachable: {connection.describe()} (namespace "
                                       f"{described.namespace_info.name!r} found)")]
     attribute = EVENT_ID_ATTRIBUTE.name
     try:
         listed = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=client.namespace))
+            ListSearchAttributesRequest(namespace=client.namespace), timeout=DOCTOR_RPC_TIMEOUT)
         if attribute not in listed.custom_attributes:
             checks.append(Check("Search attr", "WARN", f"{attribute} is not registered yet",
-                                "the worker registers it at start-up (python worker.py)"))
+                                f"the worker registers it at start-up ({START_WORKER})"))
         else:
             checks.append(Check("Search attr", "OK", f"{attribute} registered (find an event's runs in the UI "
                                                      f"with {attribute}=\"ID\")"))
@@ -485,24 +591,31 @@ async def _temporal_checks(ctx: Context, settings: Settings) -> list[Check]:
                                             f"by: {', '.join(pollers)}"))
     else:
         checks.append(Check("Worker", "WARN", f"no worker is polling task queue {settings.temporal_task_queue!r}",
-                            "start one: python worker.py (runs wait for it, nothing is lost)"))
+                            f"start one: {START_WORKER} (runs wait for it, nothing is lost)"))
     return checks
+
+
+TOKEN_FIX = ("set a valid MOODLE_TOKEN here and on the worker, restart the worker, then re-run any deployment "
+             "that failed: python -m starter rerun --event-id ID")
 
 
 async def _moodle_check(settings: Settings) -> Check:
     if not settings.moodle_url or not settings.moodle_token.get_secret_value():
-        if not settings.moodle_enabled:
-            return Check("Moodle", "OFF", "integration disabled (MOODLE_ENABLED is false): every workflow "
-                                          "finishes without touching Moodle",
-                         'to sync, set MOODLE_ENABLED="True", MOODLE_URL and MOODLE_TOKEN')
-        return Check("Moodle", "FAIL", "MOODLE_URL or MOODLE_TOKEN is not set", "set both in .env")
+        return Check("Moodle", "SKIP", "not checked: this shell sets no MOODLE_URL/MOODLE_TOKEN. The worker uses "
+                                       "its own MOODLE_* settings; whether workflows write to Moodle depends on "
+                                       "the worker's MOODLE_ENABLED, not on this shell's",
+                     "to check Moodle, run doctor where the worker runs (same environment or .env)")
     async with client_from_settings(settings) as moodle:
         report = await check_connection(moodle)
     if report.error:
-        return Check("Moodle", "FAIL", report.summary())
+        token_problem = "invalidtoken" in report.error
+        return Check("Moodle", "FAIL", report.summary(), TOKEN_FIX if token_problem else "")
     if report.missing_functions:
-        return Check("Moodle", "FAIL", report.summary())
-    note = "" if settings.moodle_enabled else " (MOODLE_ENABLED is false: workflows do not use it yet)"
+        return Check("Moodle", "FAIL", report.summary(),
+                     "add the functions to the token's service; the worker needs no restart, then re-run any "
+                     "deployment that failed: python -m starter rerun --event-id ID")
+    note = "" if settings.moodle_enabled else (" (this shell's MOODLE_ENABLED is false; the worker's own "
+                                               "MOODLE_ENABLED decides whether workflows write to Moodle)")
     return Check("Moodle", "OK", report.summary() + note)
 
 
@@ -517,7 +630,7 @@ async def cmd_doctor(args: argparse.Namespace, ctx: Context) -> int:
     failed = [c for c in checks if c.status == "FAIL"]
     if failed:
         ctx.out.print(f"[bold red]{len(failed)} problem(s) found.[/]")
-        return EXIT_USAGE if checks[0].status == "FAIL" else EXIT_FAILED
+        return EXIT_FAILED
     ctx.out.print("[bold green]All checks passed.[/]")
     return EXIT_OK
 
@@ -535,6 +648,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Context], Awaitable[int]]] = {
 }
 
 
+#: The commands that read this shell's MOODLE_* settings; the others only talk to Temporal.
+USES_MOODLE = frozenset({"courses", "doctor"})
+
+
 def _consoles() -> tuple[Console, Console]:
     # soft_wrap: long messages (errors naming a field, JSON) are never broken in the middle of a word.
     return Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
@@ -545,15 +662,28 @@ async def run(argv: list[str] | None = None, *, settings: Settings | None = None
     """Run one command; the exit code is returned (tests inject `settings` and `client`)."""
     args = build_parser().parse_args(argv)
     default_out, default_err = _consoles()
-    ctx = Context(out or default_out, err or default_err, settings, client)
+    ctx = Context(out or default_out, err or default_err, settings, client,
+                  uses_moodle=args.command in USES_MOODLE)
     try:
-        return await COMMANDS[args.command](args, ctx)
+        try:
+            return await COMMANDS[args.command](args, ctx)
+        except RPCError as error:
+            # Temporal failed in the middle of the command (the server went away, a missing namespace...).
+            raise ctx.temporal_error(error) from None
     except CliError as error:
         ctx.err.print(Text(f"Error: {error}", style="red"))
         return error.code
 
 
+def quiet_sdk_runtime() -> None:
+    """The SDK's core logs each retried call as a WARN line with its Rust error (``tonic::transport``...);
+    the CLI says what went wrong in words instead, so only the core's errors are let through."""
+    logging = LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=logging)), error_if_already_set=False)
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_sdk_runtime()
     try:
         return asyncio.run(run(argv))
     except KeyboardInterrupt:
