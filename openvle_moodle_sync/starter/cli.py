@@ -290,7 +290,12 @@ def describe_result(result: Any) -> str:
     if isinstance(result, ChangeResult):
         return "; ".join(f"participant {o.participant_id}: {o.note}" for o in result.applied) or "nothing applied"
     if isinstance(result, ArchiveResult):
-        return (f"Moodle course {result.course_id} archived: {result.students_unenrolled} students unenrolled, "
+        done = {"unenrol": f"{result.students_unenrolled} students unenrolled",
+                "keep": "students kept (MOODLE_UNENROL_ACTION is keep)",
+                "suspend": f"{result.students_withdrawn} students' enrolments suspended",
+                "remove_roles": f"{result.students_withdrawn} students' roles removed (enrolments kept)",
+                }.get(result.unenrol_action, f"{result.students_withdrawn} students taken away")
+        return (f"Moodle course {result.course_id} archived: {done}, "
                 f"{result.instructors_kept} instructors kept, course {'hidden' if result.hidden else 'still visible'}")
     if isinstance(result, DeleteResult):
         return result.note
@@ -494,10 +499,10 @@ async def _moodle_check(settings: Settings) -> Check:
                          'to sync, set MOODLE_ENABLED="True", MOODLE_URL and MOODLE_TOKEN')
         return Check("Moodle", "FAIL", "MOODLE_URL or MOODLE_TOKEN is not set", "set both in .env")
     async with client_from_settings(settings) as moodle:
-        report = await check_connection(moodle)
+        report = await check_connection(moodle, settings.moodle_unenrol_action)
     if report.error:
         return Check("Moodle", "FAIL", report.summary())
-    if report.missing_functions:
+    if report.missing_functions or report.missing_for_action:
         return Check("Moodle", "FAIL", report.summary())
     note = "" if settings.moodle_enabled else " (MOODLE_ENABLED is false: workflows do not use it yet)"
     return Check("Moodle", "OK", report.summary() + note)
