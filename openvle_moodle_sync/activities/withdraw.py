@@ -54,7 +54,7 @@ class WithdrawActivities:
     @moodle_errors
     async def withdraw_user(self, spec: WithdrawInput) -> WithdrawResult:
         """Take one person away from the course by ``spec.action``."""
-        done = await self._withdraw(spec.course_id, [spec.user_id], spec.role_id, spec.action)
+        done = await self._withdraw(spec.course_id, [spec.user_id], spec.role_id, spec.action, listed=False)
         if spec.action == "keep":
             return WithdrawResult(changed=False, note="kept in Moodle (MOODLE_UNENROL_ACTION is keep)")
         if done:
@@ -68,16 +68,21 @@ class WithdrawActivities:
     @moodle_errors
     async def withdraw_users(self, spec: WithdrawUsersInput) -> int:
         """Take many people away from the course by ``spec.action``; returns how many changed."""
-        return await self._withdraw(spec.course_id, spec.user_ids, spec.role_id, spec.action)
+        return await self._withdraw(spec.course_id, spec.user_ids, spec.role_id, spec.action, listed=True)
 
-    async def _withdraw(self, course_id: int, user_ids: list[int], role_id: int, action: str) -> int:
+    async def _withdraw(self, course_id: int, user_ids: list[int], role_id: int, action: str, *,
+                        listed: bool) -> int:
+        """``listed``: the users were just read from the course's enrolments (archive's plan), so
+        unenrolling needs no second read; otherwise someone not enrolled is left alone, unwritten."""
         if action == "keep" or not user_ids:
             return 0
-        if action == "unenrol":
+        if action == "unenrol" and listed:
             return await self._unenrol(course_id, user_ids)
         wanted = set(user_ids)
         roles = {u["id"]: {r["roleid"] for r in u.get("roles", [])}
                  for u in await self._enrolled(course_id) if u["id"] in wanted}
+        if action == "unenrol":
+            return await self._unenrol(course_id, list(roles)) if roles else 0
         if action == "suspend":
             suspended = await self.moodle.get_suspended_user_ids(course_id)
             # The role they hold is named again (enrol_manual_enrol_users needs one), so it stays.
