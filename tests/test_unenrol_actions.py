@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.activities.withdraw import MISSING_FUNCTIONS_ERROR
 from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.workflows.common import root_cause
 from tests.conftest import TOKEN, make_event, make_settings, running_worker
 
 EXTENDED = "extended-token-0123456789abcdef"
@@ -156,11 +158,9 @@ async def test_remove_roles_without_the_functions_fails_before_any_write(client:
         with pytest.raises(WorkflowFailureError) as failure:
             await (await starter.remove_participant(client, event, event["participants"][1],
                                                      settings=settings)).result()
-        cause = failure.value.cause
-        while getattr(cause, "cause", None) is not None:
-            cause = cause.cause
+        cause = root_cause(failure.value.cause)
         message = str(cause)
-        assert getattr(cause, "type", None) == MISSING_FUNCTIONS_ERROR
+        assert isinstance(cause, ApplicationError) and cause.type == MISSING_FUNCTIONS_ERROR
         assert "core_role_assign_roles and core_role_unassign_roles" in message
         assert "add core_role_assign_roles and core_role_unassign_roles to the service" in message
         with pytest.raises(WorkflowFailureError):
