@@ -63,6 +63,8 @@ class ConnectionReport:
             return f"Moodle connection check failed for {self.url}: {self.error}"
         parts = [f"Moodle connection OK: site {self.sitename!r} at {self.url}, release {self.release}, "
                  f"token user {self.username!r}"]
+        if self.missing_functions or self.missing_for_action:
+            parts = [f"Moodle connection to {self.url} works (release {self.release}, token user {self.username!r})"]
         if self.missing_functions:
             parts = [f"Moodle connection to {self.url} works (release {self.release}, token user "
                      f"{self.username!r}) but the token's service lacks {len(self.missing_functions)} required "

@@ -448,7 +448,8 @@ async def run_checks(ctx: Context) -> list[Check]:
         f"MOODLE_ENABLED={settings.moodle_enabled}, MOODLE_URL={settings.moodle_url or '(unset)'}, "
         f"MOODLE_TOKEN={'set' if token else '(unset)'}, MOODLE_USER_AUTH={settings.moodle_user_auth}, "
         f"MOODLE_USER_MATCH_FIELD={settings.moodle_user_match_field}, "
-        f"MOODLE_DELETE_COURSE_ON_EVENT_DELETE={settings.moodle_delete_course_on_event_delete}; "
+        f"MOODLE_DELETE_COURSE_ON_EVENT_DELETE={settings.moodle_delete_course_on_event_delete}, "
+        f"MOODLE_UNENROL_ACTION={settings.moodle_unenrol_action}; "
         f"TEMPORAL_ADDRESS={settings.temporal_address}, namespace {settings.temporal_namespace!r}, "
         f"task queue {settings.temporal_task_queue!r}")))
     checks.extend(await _temporal_checks(ctx, settings))
