@@ -204,3 +204,19 @@ async def test_last_wins_under_remove_roles(client: Client, fake: FakeMoodle) ->
         await handles[-1].result()
         assert fake.site.enrolments[course_id][user_id].roles == set()
         assert fake.site.grades[(course_id, user_id)] == 87.0
+
+
+@pytest.mark.parametrize("action", ["suspend", "remove_roles"])
+async def test_deploy_again_restores_people_still_enrolled(client: Client, fake: FakeMoodle, action: str) -> None:
+    """Deploying the event again (the person is still listed) gives the role back or re-activates, on the
+    same enrolment: the grade stays; only the re-activation mails."""
+    settings = settings_for(action)
+    async with running_worker(client, settings, fake):
+        event, course_id, user_id = await deployed(client, fake, settings)
+        await (await starter.remove_participant(client, event, event["participants"][1], settings=settings)).result()
+        ue_id, mails = fake.site.enrolments[course_id][user_id].id, welcomes(fake, user_id)
+        await (await starter.deploy_event(client, event, settings=settings)).result()
+        enrolment = fake.site.enrolments[course_id][user_id]
+        assert (enrolment.id, enrolment.roles, enrolment.suspended) == (ue_id, {5}, False)
+        assert fake.site.grades[(course_id, user_id)] == 87.0
+        assert welcomes(fake, user_id) - mails == (1 if action == "suspend" else 0)

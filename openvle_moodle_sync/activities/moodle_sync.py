@@ -219,12 +219,23 @@ class MoodleSyncActivities(WithdrawActivities):
             by_email[str(user.get("email", "")).lower()] = user
         done: dict[str, int] = {}
         role_changes: list[str] = []
+        suspended_ids: set[int] | None = None
+
+        async def suspended() -> set[int]:  # read once, and only when someone holds their role already
+            nonlocal suspended_ids
+            if suspended_ids is None:
+                suspended_ids = await self.moodle.get_suspended_user_ids(plan.course_id)
+            return suspended_ids
+
         for key in plan.keys:
             found = by_email.get(key.email.lower()) if plan.match_field == "email" else by_username.get(key.username)
             if found is None:
                 continue
             roles = {r["roleid"] for r in found.get("roles", [])}
-            if roles & self._managed_roles() - {key.role_id}:
+            # Another role, no role left (remove_roles) or a suspended enrolment: enrol_user restores it on
+            # the same enrolment.
+            managed = roles & self._managed_roles()
+            if managed - {key.role_id} or not managed or found["id"] in await suspended():
                 role_changes.append(key.participant_id)
             elif key.role_id in roles:
                 done[key.participant_id] = found["id"]

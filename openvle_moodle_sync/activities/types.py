@@ -64,7 +64,9 @@ class PlanResult:
     done: dict[str, int] = field(default_factory=dict)
     """participant id -> Moodle user id, for those already enrolled with exactly their role."""
     role_changes: list[str] = field(default_factory=list)
-    """Participants enrolled with another managed role: their enrolment is re-created with the right one."""
+    """Participants enrolled with another managed role, with none (remove_roles) or suspended: enrol_user
+    swaps or gives the role back on the same enrolment, or re-activates it (re-created without the role
+    functions)."""
 
 
 @dataclass(frozen=True)
