@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--token", required=True)
     parser.add_argument("--limited-token", default=None)
+    parser.add_argument("--extended-token", default=None,
+                        help="a token whose service also has the optional role and enrolment functions")
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--fail-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     fake = FakeMoodle(
         token=args.token,
         limited_token=args.limited_token,
+        extended_token=args.extended_token,
         latency_ms=args.latency_ms,
         fail_rate=args.fail_rate,
         seed=args.seed,

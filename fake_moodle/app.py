@@ -43,6 +43,7 @@ class FakeMoodle:
         template_shortname: str = "tpl-demo",
         template_fullname: str = "Demo Template",
         template_summary: str = "Template course for the demo",
+        extended_token: str | None = None,
     ) -> None:
         self.site = Site(
             site_name=site_name,
@@ -58,7 +59,8 @@ class FakeMoodle:
         self.in_flight = 0
         self.peak_in_flight = 0
         self._rng = random.Random(seed)
-        self.service = Service(self.site, token, limited_token, f"{self._rng.getrandbits(128):032x}")
+        self.service = Service(self.site, token, limited_token, f"{self._rng.getrandbits(128):032x}",
+                               extended_token=extended_token)
 
     # -- public helpers ---------------------------------------------------------------------------
 
@@ -105,6 +107,10 @@ class FakeMoodle:
                 }
                 for course_enrolments in site.enrolments.values()
                 for e in course_enrolments.values()
+            ],
+            "grades": [
+                {"courseid": course_id, "userid": user_id, "grade": grade}
+                for (course_id, user_id), grade in site.grades.items()
             ],
             "messages": [
                 {"kind": m.kind, "user_id": m.user_id, "course_id": m.course_id, "subject": m.subject}

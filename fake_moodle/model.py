@@ -108,6 +108,7 @@ class Enrolment:
     suspended: bool = False
     timestart: int = 0
     timeend: int = 0
+    id: int = 0  # the user enrolment id (Moodle's ``ue``)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import ws_courses, ws_enrol, ws_site, ws_users
+from . import ws_courses, ws_enrol, ws_roles, ws_site, ws_users
 from .errors import MoodleError, access_exception, invalid_token, missing_record
 from .known_functions import KNOWN_FUNCTIONS
 from .params import Single, validate
@@ -53,9 +53,37 @@ FUNCTIONS: dict[str, Function] = {
         Function(
             "core_user_get_users_by_field", ws_users.BY_FIELD_PARAMS, ws_users.get_users_by_field, False
         ),
+        Function("core_role_assign_roles", ws_roles.ASSIGN_PARAMS, ws_roles.assign_roles, True),
+        Function("core_role_unassign_roles", ws_roles.UNASSIGN_PARAMS, ws_roles.unassign_roles, True),
+        Function(
+            "core_enrol_get_course_enrolment_methods",
+            ws_roles.METHODS_PARAMS,
+            ws_roles.get_course_enrolment_methods,
+            False,
+        ),
+        Function(
+            "core_enrol_submit_user_enrolment_form",
+            ws_roles.SUBMIT_FORM_PARAMS,
+            ws_roles.submit_user_enrolment_form,
+            True,
+        ),
+        Function(
+            "core_enrol_unenrol_user_enrolment",
+            ws_roles.UNENROL_UE_PARAMS,
+            ws_roles.unenrol_user_enrolment,
+            True,
+        ),
     )
 }
-MAIN_SERVICE: list[str] = list(FUNCTIONS)
+OPTIONAL_FUNCTIONS: list[str] = [
+    "core_role_assign_roles",
+    "core_role_unassign_roles",
+    "core_enrol_get_course_enrolment_methods",
+    "core_enrol_submit_user_enrolment_form",
+    "core_enrol_unenrol_user_enrolment",
+]
+MAIN_SERVICE: list[str] = [f for f in FUNCTIONS if f not in OPTIONAL_FUNCTIONS]
+EXTENDED_SERVICE: list[str] = MAIN_SERVICE + OPTIONAL_FUNCTIONS
 LIMITED_SERVICE: list[str] = ["core_webservice_get_site_info", "core_course_get_courses"]
 WRITE_FUNCTIONS: frozenset[str] = frozenset(name for name, f in FUNCTIONS.items() if f.write)
 _CONTROL_FIELDS = ("wstoken", "wsfunction", "moodlewsrestformat")
@@ -63,7 +91,8 @@ _CONTROL_FIELDS = ("wstoken", "wsfunction", "moodlewsrestformat")
 
 @dataclass
 class Service:
-    """Routes calls by token to the main service (the 14 functions) or the limited one."""
+    """Routes calls by token to the main service (the 14 functions), the extended one (the 14 and the
+    optional role and enrolment functions, as the lab's Extended token) or the limited one."""
 
     site: Site
     token: str
@@ -71,12 +100,15 @@ class Service:
     access_key: str
     token_valid: bool = True
     revoked_functions: frozenset[str] = frozenset()
+    extended_token: str | None = None
 
     def functions_for(self, token: str | None) -> list[str] | None:
         if not self.token_valid or not token:
             return None
         if token == self.token:
             return [f for f in MAIN_SERVICE if f not in self.revoked_functions]
+        if self.extended_token is not None and token == self.extended_token:
+            return [f for f in EXTENDED_SERVICE if f not in self.revoked_functions]
         if self.limited_token is not None and token == self.limited_token:
             return list(LIMITED_SERVICE)
         return None
@@ -108,6 +140,7 @@ def is_write(function: str) -> bool:
 
 
 __all__ = [
+    "EXTENDED_SERVICE",
     "FUNCTIONS",
     "LIMITED_SERVICE",
     "MAIN_SERVICE",

@@ -45,6 +45,11 @@ class Site:
         self._users_by_idnumber: dict[str, set[int]] = {}
         self._user_courses: dict[int, set[int]] = {}
         self._teachers: dict[int, set[int]] = {}  # course id -> users holding role 3
+        # Role assignments of people not enrolled (core_role_assign_roles allows them; they are not listed).
+        self.stray_roles: dict[tuple[int, int], set[int]] = {}  # (course id, user id) -> role ids
+        # A course grade per (course id, user id): Moodle deletes it when the enrolment goes (grade_user_unenrol).
+        self.grades: dict[tuple[int, int], float] = {}
+        self.next_ue_id = 1
         self._undo: list[Callable[[], None]] | None = None
         now = self.now()
         self.categories[1] = Category(1, "Category 1", None, sortorder=10000, timemodified=now)
@@ -232,7 +237,9 @@ class Site:
         course_enrolments = self.enrolments.setdefault(course_id, {})
         enrolment = course_enrolments.get(user_id)
         if enrolment is None:
-            enrolment = Enrolment(user_id, course_id)
+            enrolment = Enrolment(user_id, course_id, id=self.next_ue_id)
+            self.next_ue_id += 1
+            enrolment.roles |= self.stray_roles.pop((course_id, user_id), set())
             course_enrolments[user_id] = enrolment
             self._user_courses.setdefault(user_id, set()).add(course_id)
             self._log(lambda: self.unenrol(course_id, user_id))
@@ -243,8 +250,39 @@ class Site:
         enrolment.timestart = timestart
         enrolment.timeend = timeend
         enrolment.roles.add(role_id)
+        if EDITING_TEACHER in enrolment.roles:
+            self._teachers.setdefault(course_id, set()).add(user_id)
+
+    def enrolment_by_id(self, ue_id: int) -> Enrolment | None:
+        for course_enrolments in self.enrolments.values():
+            for enrolment in course_enrolments.values():
+                if enrolment.id == ue_id:
+                    return enrolment
+        return None
+
+    def assign_role(self, course_id: int, user_id: int, role_id: int) -> None:
+        """Give a role in the course (idempotent). Someone not enrolled holds it without being listed."""
+        enrolment = self.enrolments.get(course_id, {}).get(user_id)
+        if enrolment is None:
+            self.stray_roles.setdefault((course_id, user_id), set()).add(role_id)
+            return
+        before = (set(enrolment.roles), enrolment.suspended, enrolment.timestart, enrolment.timeend)
+        self._log(lambda: self._restore(enrolment, *before))
+        enrolment.roles.add(role_id)
         if role_id == EDITING_TEACHER:
             self._teachers.setdefault(course_id, set()).add(user_id)
+
+    def unassign_role(self, course_id: int, user_id: int, role_id: int) -> None:
+        """Take a role away (idempotent); the enrolment stays."""
+        enrolment = self.enrolments.get(course_id, {}).get(user_id)
+        if enrolment is None:
+            self.stray_roles.get((course_id, user_id), set()).discard(role_id)
+            return
+        before = (set(enrolment.roles), enrolment.suspended, enrolment.timestart, enrolment.timeend)
+        self._log(lambda: self._restore(enrolment, *before))
+        enrolment.roles.discard(role_id)
+        if role_id == EDITING_TEACHER:
+            self._teachers.get(course_id, set()).discard(user_id)
 
     def _restore(self, enrolment: Enrolment, roles: set[int], suspended: bool, start: int, end: int) -> None:
         enrolment.roles = roles
@@ -264,8 +302,11 @@ class Site:
             return
         self._user_courses.get(user_id, set()).discard(course_id)
         self._teachers.get(course_id, set()).discard(user_id)
+        grade = self.grades.pop((course_id, user_id), None)
 
         def undo() -> None:
+            if grade is not None:
+                self.grades[(course_id, user_id)] = grade
             self.enrolments.setdefault(course_id, {})[user_id] = enrolment
             self._user_courses.setdefault(user_id, set()).add(course_id)
             if EDITING_TEACHER in enrolment.roles:

@@ -58,6 +58,18 @@ TEMPORAL_FILE_FIELDS: tuple[str, ...] = (
     "temporal_config_file",
 )
 
+#: What taking a person away from a course does (MOODLE_UNENROL_ACTION), as Moodle's enrol_database
+#: plugin's "External unenrol action" offers: unenrol (grades deleted), keep, suspend, remove roles.
+UnenrolAction = Literal["unenrol", "keep", "suspend", "remove_roles"]
+UNENROL_ACTIONS: tuple[UnenrolAction, ...] = ("unenrol", "keep", "suspend", "remove_roles")
+
+
+#: Optional functions that give a role in place and take it away (no unenrol, nothing lost, no mail).
+ROLE_FUNCTIONS: tuple[str, ...] = ("core_role_assign_roles", "core_role_unassign_roles")
+
+#: The optional functions each MOODLE_UNENROL_ACTION cannot work without (beyond the 14).
+FUNCTIONS_BY_ACTION: dict[str, tuple[str, ...]] = {"remove_roles": ROLE_FUNCTIONS}
+
 
 class ConfigError(Exception):
     """The configuration is unusable; the message lists each variable and how to fix it."""
@@ -102,6 +114,9 @@ class Settings(BaseSettings):
 
     moodle_retry_max_interval: float = Field(
         60.0, description="Longest wait between two retries of a Moodle call that failed transiently, in seconds"
+    )
+    moodle_unenrol_action: UnenrolAction = Field(
+        "unenrol", description="What removing a participant, archiving students and a re-deploy's drops do"
     )
 
     # --- Temporal ----------------------------------------------------------------------------------
@@ -159,9 +174,9 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("moodle_user_match_field", mode="before")
+    @field_validator("moodle_user_match_field", "moodle_unenrol_action", mode="before")
     @classmethod
-    def _match_field_lower(cls, value: object) -> object:
+    def _choice_lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("moodle_timeout", "moodle_sync_timeout", "moodle_course_timeout", "moodle_retry_max_interval")
@@ -268,6 +283,9 @@ def _describe(error: ValidationError) -> str:
             message = 'must be "True" or "False"'
         elif item["type"] == "literal_error" and variable == "MOODLE_USER_MATCH_FIELD":
             message = 'must be "email" or "username"'
+        elif item["type"] == "literal_error" and variable == "MOODLE_UNENROL_ACTION":
+            message = ('must be "unenrol" (the default), "keep", "suspend" or "remove_roles", '
+                       'e.g. MOODLE_UNENROL_ACTION="remove_roles"')
         elif item["type"] in ("float_parsing", "int_parsing"):
             message = "must be a number"
         prefix = "" if variable == "configuration" else f"{variable}: "

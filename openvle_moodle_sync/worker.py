@@ -74,7 +74,7 @@ async def log_moodle_connection(settings: Settings, moodle: MoodleClient) -> boo
         log.info("Moodle integration is disabled (MOODLE_ENABLED is false): workflows finish without "
                  "touching Moodle")
         return True
-    report = await check_connection(moodle)
+    report = await check_connection(moodle, settings.moodle_unenrol_action)
     (log.info if report.ok else log.error)("%s", report.summary())
     return report.ok
 

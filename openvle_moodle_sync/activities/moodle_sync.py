@@ -16,7 +16,8 @@ import re
 from temporalio import activity
 
 from openvle_moodle_sync.models import Participant, course_idnumber
-from openvle_moodle_sync.moodle.client import EnrolledUser, MoodleClient, User
+from openvle_moodle_sync.moodle.check import available_functions, can_swap_roles
+from openvle_moodle_sync.moodle.client import EnrolledUser, MoodleClient, RoleAssignment, User
 from openvle_moodle_sync.moodle.errors import InvalidParameterError, MoodlePHPError, MoodleWarningsError
 from openvle_moodle_sync.settings import Settings
 
@@ -39,6 +40,7 @@ from .types import (
     UnenrolInput,
     UserRef,
 )
+from .withdraw import WithdrawActivities
 
 log = logging.getLogger("activities")
 
@@ -85,7 +87,7 @@ def email_spellings(email: str, *, thorough: bool = False) -> list[str]:
     return list(dict.fromkeys(spellings))
 
 
-class MoodleSyncActivities:
+class MoodleSyncActivities(WithdrawActivities):
     """Activities bound to one Moodle client and the worker's settings."""
 
     def __init__(self, moodle: MoodleClient, settings: Settings) -> None:
@@ -107,6 +109,7 @@ class MoodleSyncActivities:
             instructor_role_id=s.moodle_instructor_role_id,
             student_role_id=s.moodle_student_role_id,
             match_field=s.moodle_user_match_field,
+            unenrol_action=s.moodle_unenrol_action,
         )
 
     # --- courses -------------------------------------------------------------------------------------
@@ -216,12 +219,23 @@ class MoodleSyncActivities:
             by_email[str(user.get("email", "")).lower()] = user
         done: dict[str, int] = {}
         role_changes: list[str] = []
+        suspended_ids: set[int] | None = None
+
+        async def suspended() -> set[int]:  # read once, and only when someone holds their role already
+            nonlocal suspended_ids
+            if suspended_ids is None:
+                suspended_ids = await self.moodle.get_suspended_user_ids(plan.course_id)
+            return suspended_ids
+
         for key in plan.keys:
             found = by_email.get(key.email.lower()) if plan.match_field == "email" else by_username.get(key.username)
             if found is None:
                 continue
             roles = {r["roleid"] for r in found.get("roles", [])}
-            if roles & self._managed_roles() - {key.role_id}:
+            # Another role, no role left (remove_roles) or a suspended enrolment: enrol_user restores it on
+            # the same enrolment.
+            managed = roles & self._managed_roles()
+            if managed - {key.role_id} or not managed or found["id"] in await suspended():
                 role_changes.append(key.participant_id)
             elif key.role_id in roles:
                 done[key.participant_id] = found["id"]
@@ -240,20 +254,41 @@ class MoodleSyncActivities:
     @activity.defn
     @moodle_errors
     async def enrol_user(self, spec: EnrolInput) -> EnrolResult:
-        """Enrol the user with exactly ``role_id``.
+        """Enrol the user with exactly ``role_id``, keeping an existing enrolment where Moodle allows.
 
         Every enrol call makes Moodle send a welcome mail once the course has a teacher, so a retry
-        first checks whether the previous attempt went through."""
+        first checks whether the previous attempt went through. Someone still enrolled (taken away by
+        suspend or remove_roles, or changing role) keeps their enrolment, and with it their grades: the
+        role is given back or swapped with core_role_assign_roles / core_role_unassign_roles (no mail)
+        where the token has them; a suspended enrolment is re-activated (Moodle mails on that call)."""
         roles: set[int] | None = None
         retry = activity.info().attempt > 1
         if (retry and spec.course_may_have_teacher) or spec.other_role_ids:
             roles = await self._roles_of(spec.course_id, spec.user_id)
-        if roles is not None and spec.role_id in roles and not roles & set(spec.other_role_ids):
+        others = roles & set(spec.other_role_ids) if roles is not None else set()
+        # Only where a withdrawal may have happened (other roles are managed here) can the user be suspended.
+        suspended = (roles is not None and bool(spec.other_role_ids)
+                     and spec.user_id in await self.moodle.get_suspended_user_ids(spec.course_id))
+        if roles is not None and spec.role_id in roles and not others and not suspended:
             return EnrolResult(enrolled=False)
-        if roles is not None and roles & set(spec.other_role_ids):
-            # Moodle's REST API cannot take one role away; re-create the enrolment with the new role.
+        # Still enrolled: with the role functions the enrolment (and the grades) stays.
+        in_place = roles is not None and await self._can_swap()
+
+        def assignments(role_ids: set[int]) -> list[RoleAssignment]:
+            return [RoleAssignment(roleid=r, userid=spec.user_id, instanceid=spec.course_id) for r in sorted(role_ids)]
+
+        if in_place and not suspended:
+            # Give the role first, then take the other one: the enrolment never stands without a role.
+            await self.moodle.assign_roles(assignments({spec.role_id}))
+            if others:
+                await self.moodle.unassign_roles(assignments(others))
+            return EnrolResult(enrolled=True, kept_enrolment=True)
+        if others and not in_place:
+            # Without the role functions Moodle's REST API cannot take one role away: re-create the
+            # enrolment with the new role (the user's grades in the course are lost).
             await self.moodle.unenrol_users([{"userid": spec.user_id, "courseid": spec.course_id}])
         try:
+            # Also re-activates a suspended enrolment (no suspend flag means active); one welcome mail.
             await self.moodle.enrol_users(
                 [{"roleid": spec.role_id, "userid": spec.user_id, "courseid": spec.course_id}]
             )
@@ -263,7 +298,14 @@ class MoodleSyncActivities:
                 f"({error.message}). Re-run the deployment: the user is looked up again.",
                 "MoodleUserMissingError", user_id=spec.user_id,
             ) from None
-        return EnrolResult(enrolled=True)
+        if others and in_place:  # a suspended participant changing role: the old role goes, in place
+            await self.moodle.unassign_roles(assignments(others))
+        return EnrolResult(enrolled=True, kept_enrolment=roles is not None and (in_place or not others))
+
+    async def _can_swap(self) -> bool:
+        """Whether the token has core_role_assign_roles and core_role_unassign_roles (asked when needed:
+        an operator may add them to the service while the worker runs)."""
+        return can_swap_roles(available_functions(await self.moodle.get_site_info()))
 
     @activity.defn
     @moodle_errors
@@ -411,4 +453,5 @@ class MoodleSyncActivities:
         """Every activity, for the worker to register."""
         return [self.load_sync_config, self.find_event_course, self.prepare_course, self.hide_course,
                 self.delete_course, self.plan_deployment, self.enrol_user, self.unenrol_users,
-                self.plan_archive, self.find_user, self.find_users, self.ensure_user]
+                self.plan_archive, self.find_user, self.find_users, self.ensure_user,
+                self.check_unenrol_action, self.withdraw_user, self.withdraw_users]

@@ -21,6 +21,8 @@ class SyncConfig:
     instructor_role_id: int = 3
     student_role_id: int = 5
     match_field: str = "email"
+    unenrol_action: str = "unenrol"
+    """MOODLE_UNENROL_ACTION: unenrol, keep, suspend or remove_roles (older runs recorded none: unenrol)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,9 @@ class PlanResult:
     done: dict[str, int] = field(default_factory=dict)
     """participant id -> Moodle user id, for those already enrolled with exactly their role."""
     role_changes: list[str] = field(default_factory=list)
-    """Participants enrolled with another managed role: their enrolment is re-created with the right one."""
+    """Participants enrolled with another managed role, with none (remove_roles) or suspended: enrol_user
+    swaps or gives the role back on the same enrolment, or re-activates it (re-created without the role
+    functions)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,37 @@ class EnrolInput:
 class EnrolResult:
     enrolled: bool
     """False when the user already held exactly this role (nothing was written)."""
+    kept_enrolment: bool = False
+    """True when the existing enrolment was kept: a role given back or swapped in place, or re-activated."""
+
+
+@dataclass(frozen=True)
+class WithdrawInput:
+    """Take one person away from a course by the run's MOODLE_UNENROL_ACTION."""
+
+    course_id: int
+    user_id: int
+    role_id: int
+    """The role they were enrolled with (suspend keeps it)."""
+    action: str
+    participant_id: str
+
+
+@dataclass(frozen=True)
+class WithdrawUsersInput:
+    """Take many people away from a course by the run's MOODLE_UNENROL_ACTION (archive's students)."""
+
+    course_id: int
+    user_ids: list[int]
+    role_id: int
+    action: str
+
+
+@dataclass(frozen=True)
+class WithdrawResult:
+    changed: bool
+    """False when there was nothing to do (not enrolled, already suspended or without roles, or keep)."""
+    note: str
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,49 @@
-"""The connection check: can this service work with the configured Moodle?
+"""The connection check: can this service work with the configured Moodle, for the chosen settings?
 
 Used at worker start-up (logged, as the OpenVLE guide's verification step expects a line with
-"Moodle") and by ``python -m starter doctor``.
+"Moodle"), by ``python -m starter doctor``, and by the runs before they take anyone away, so that an
+action the token cannot finish fails before its first write with the same words everywhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from openvle_moodle_sync.settings import REQUIRED_FUNCTIONS
+from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION, REQUIRED_FUNCTIONS, ROLE_FUNCTIONS
 
-from .client import MoodleClient
+from .client import MoodleClient, SiteInfo
 from .errors import MoodleError
+
+_FUNCTIONS_PAGE = "Site administration > Server > Web services > External services > Functions"
+
+
+def available_functions(info: SiteInfo) -> frozenset[str]:
+    """The token's functions. Moodle returns them in no defined order: compare as a set."""
+    return frozenset(str(f.get("name")) for f in info.get("functions", []))
+
+
+def missing_for_action(action: str, available: Iterable[str]) -> list[str]:
+    """The optional functions MOODLE_UNENROL_ACTION=``action`` needs and the token lacks."""
+    have = set(available)
+    return [name for name in FUNCTIONS_BY_ACTION.get(action, ()) if name not in have]
+
+
+def missing_for_action_message(action: str, missing: list[str]) -> str:
+    """What to tell the operator when the token cannot carry out the chosen action (doctor, runs, log)."""
+    return (f"MOODLE_UNENROL_ACTION={action!r} needs {' and '.join(missing)}, which the token's service "
+            f"lacks: add {' and '.join(missing)} to the service ({_FUNCTIONS_PAGE}), or choose another "
+            'MOODLE_UNENROL_ACTION (e.g. "unenrol", the default). Nothing was changed in Moodle.')
+
+
+def can_swap_roles(available: Iterable[str]) -> bool:
+    """Whether a role change can swap the role on the same enrolment (no unenrol, no data lost, no mail)."""
+    return set(ROLE_FUNCTIONS) <= set(available)
 
 
 @dataclass
 class ConnectionReport:
-    """What the check found; ``ok`` only when Moodle answered and every required function is there."""
+    """What the check found; ``ok`` only when Moodle answered and every function the settings need is there."""
 
     url: str
     ok: bool = False
@@ -24,25 +51,39 @@ class ConnectionReport:
     release: str | None = None
     username: str | None = None
     missing_functions: list[str] = field(default_factory=list)
+    unenrol_action: str = "unenrol"
+    missing_for_action: list[str] = field(default_factory=list)
+    """Optional functions the chosen MOODLE_UNENROL_ACTION needs and the token lacks."""
+    roles_in_place: bool = False
+    """The token has the role functions: role changes keep the enrolment."""
     error: str | None = None
 
     def summary(self) -> str:
         if self.error:
             return f"Moodle connection check failed for {self.url}: {self.error}"
-        text = (f"Moodle connection OK: site {self.sitename!r} at {self.url}, release {self.release}, "
-                f"token user {self.username!r}")
+        parts = [f"Moodle connection OK: site {self.sitename!r} at {self.url}, release {self.release}, "
+                 f"token user {self.username!r}"]
+        if self.missing_functions or self.missing_for_action:
+            parts = [f"Moodle connection to {self.url} works (release {self.release}, token user {self.username!r})"]
         if self.missing_functions:
-            text = (f"Moodle connection to {self.url} works (release {self.release}, token user "
-                    f"{self.username!r}) but the token's service lacks {len(self.missing_functions)} required "
-                    f"function(s): {', '.join(self.missing_functions)}. The token does not have all required "
-                    "Web Service Functions. Check service configuration: add them to the external service "
-                    "(Site administration > Server > Web services > External services > Functions).")
-        return text
+            parts = [f"Moodle connection to {self.url} works (release {self.release}, token user "
+                     f"{self.username!r}) but the token's service lacks {len(self.missing_functions)} required "
+                     f"function(s): {', '.join(self.missing_functions)}. The token does not have all required "
+                     "Web Service Functions. Check service configuration: add them to the external service "
+                     f"({_FUNCTIONS_PAGE})."]
+        if self.missing_for_action:
+            parts.append(missing_for_action_message(self.unenrol_action, self.missing_for_action))
+        elif not self.missing_functions:
+            parts.append(f"MOODLE_UNENROL_ACTION={self.unenrol_action!r}; role changes "
+                         + ("swap the role in place" if self.roles_in_place else
+                            "re-create the enrolment (add core_role_assign_roles and core_role_unassign_roles "
+                            "to the service to keep it)"))
+        return ". ".join(parts)
 
 
-async def check_connection(client: MoodleClient) -> ConnectionReport:
-    """Ask Moodle for its site info and compare the token's functions with the 14 required ones."""
-    report = ConnectionReport(url=client.url)
+async def check_connection(client: MoodleClient, unenrol_action: str = "unenrol") -> ConnectionReport:
+    """Ask Moodle for its site info and compare the token's functions with those the settings need."""
+    report = ConnectionReport(url=client.url, unenrol_action=unenrol_action)
     try:
         info = await client.get_site_info()
     except MoodleError as error:
@@ -51,8 +92,9 @@ async def check_connection(client: MoodleClient) -> ConnectionReport:
     report.sitename = info.get("sitename")
     report.release = info.get("release")
     report.username = info.get("username")
-    # Moodle returns the functions in no defined order: compare as a set.
-    available = {f.get("name") for f in info.get("functions", [])}
+    available = available_functions(info)
     report.missing_functions = [name for name in REQUIRED_FUNCTIONS if name not in available]
-    report.ok = not report.missing_functions
+    report.missing_for_action = missing_for_action(unenrol_action, available)
+    report.roles_in_place = can_swap_roles(available)
+    report.ok = not report.missing_functions and not report.missing_for_action
     return report

@@ -1,4 +1,5 @@
-"""An async, typed client for the 14 Moodle web-service functions this service uses.
+"""An async, typed client for the Moodle web-service functions this service uses (the guide's 14, and
+the optional role functions).
 
 One `MoodleClient` wraps one shared `httpx.AsyncClient` (connection pool sized to the worker's
 concurrency). It makes exactly one HTTP request per call: retries belong to the workflow engine.
@@ -127,6 +128,13 @@ class Enrolment(TypedDict, total=False):
     timestart: int
     timeend: int
     suspend: int
+
+
+class RoleAssignment(TypedDict):
+    roleid: int
+    userid: int
+    instanceid: int
+    """The course id (the assignments this service makes are all at course level)."""
 
 
 class MoodleClient:
@@ -325,6 +333,29 @@ class MoodleClient:
     async def unenrol_users(self, enrolments: Sequence[Mapping[str, int]]) -> None:
         """Remove enrolments with all their roles (Moodle ignores ``roleid``). Idempotent."""
         await self.call("enrol_manual_unenrol_users", {"enrolments": enrolments})
+
+    async def get_suspended_user_ids(self, courseid: int) -> set[int]:
+        """The users whose enrolment in the course is suspended (their roles are still listed)."""
+        users = await self.call("core_enrol_get_enrolled_users", {
+            "courseid": courseid,
+            "options": [{"name": "userfields", "value": "id"}, {"name": "onlysuspended", "value": 1}],
+        })
+        return {int(u["id"]) for u in users}
+
+    # --- roles (optional functions, outside the guide's 14) --------------------------------------------
+
+    async def assign_roles(self, assignments: Sequence[RoleAssignment]) -> None:
+        """Give roles in courses (core_role_assign_roles). Idempotent, sends no mail. Careful: Moodle also
+        assigns a role to someone not enrolled, who then holds it without showing as a participant."""
+        await self.call("core_role_assign_roles", {
+            "assignments": [{**a, "contextlevel": "course"} for a in assignments]
+        })
+
+    async def unassign_roles(self, assignments: Sequence[RoleAssignment]) -> None:
+        """Take roles away in courses (core_role_unassign_roles); the enrolment stays. Idempotent, no mail."""
+        await self.call("core_role_unassign_roles", {
+            "unassignments": [{**a, "contextlevel": "course"} for a in assignments]
+        })
 
     # --- users -----------------------------------------------------------------------------------------
 

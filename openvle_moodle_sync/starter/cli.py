@@ -353,7 +353,12 @@ def describe_result(result: Any) -> str:
     if isinstance(result, ChangeResult):
         return "; ".join(f"participant {o.participant_id}: {o.note}" for o in result.applied) or "nothing applied"
     if isinstance(result, ArchiveResult):
-        return (f"Moodle course {result.course_id} archived: {result.students_unenrolled} students unenrolled, "
+        done = {"unenrol": f"{result.students_unenrolled} students unenrolled",
+                "keep": "students kept (MOODLE_UNENROL_ACTION is keep)",
+                "suspend": f"{result.students_withdrawn} students' enrolments suspended",
+                "remove_roles": f"{result.students_withdrawn} students' roles removed (enrolments kept)",
+                }.get(result.unenrol_action, f"{result.students_withdrawn} students taken away")
+        return (f"Moodle course {result.course_id} archived: {done}, "
                 f"{result.instructors_kept} instructors kept, course {'hidden' if result.hidden else 'still visible'}")
     if isinstance(result, DeleteResult):
         return result.note
@@ -550,7 +555,8 @@ async def run_checks(ctx: Context) -> list[Check]:
         f"this shell's: MOODLE_ENABLED={settings.moodle_enabled}, MOODLE_URL={settings.moodle_url or '(unset)'}, "
         f"MOODLE_TOKEN={'set' if token else '(unset)'}, MOODLE_USER_AUTH={settings.moodle_user_auth}, "
         f"MOODLE_USER_MATCH_FIELD={settings.moodle_user_match_field}, "
-        f"MOODLE_DELETE_COURSE_ON_EVENT_DELETE={settings.moodle_delete_course_on_event_delete}; "
+        f"MOODLE_DELETE_COURSE_ON_EVENT_DELETE={settings.moodle_delete_course_on_event_delete}, "
+        f"MOODLE_UNENROL_ACTION={settings.moodle_unenrol_action}; "
         f"TEMPORAL_TASK_QUEUE={settings.temporal_task_queue}")))
     checks.extend(await _temporal_checks(ctx, settings))
     checks.append(await _moodle_check(settings))
@@ -606,11 +612,11 @@ async def _moodle_check(settings: Settings) -> Check:
                                        "the worker's MOODLE_ENABLED, not on this shell's",
                      "to check Moodle, run doctor where the worker runs (same environment or .env)")
     async with client_from_settings(settings) as moodle:
-        report = await check_connection(moodle)
+        report = await check_connection(moodle, settings.moodle_unenrol_action)
     if report.error:
         token_problem = "invalidtoken" in report.error
         return Check("Moodle", "FAIL", report.summary(), TOKEN_FIX if token_problem else "")
-    if report.missing_functions:
+    if report.missing_functions or report.missing_for_action:
         return Check("Moodle", "FAIL", report.summary(),
                      "add the functions to the token's service; the worker needs no restart, then re-run any "
                      "deployment that failed: python -m starter rerun --event-id ID")

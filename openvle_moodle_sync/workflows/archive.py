@@ -6,10 +6,20 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import UNENROL_BATCH, MoodleSyncActivities
-    from openvle_moodle_sync.activities.types import ArchivePlanInput, UnenrolInput
+    from openvle_moodle_sync.activities.types import (
+        ArchivePlanInput,
+        SyncConfig,
+        UnenrolInput,
+        WithdrawUsersInput,
+    )
+    from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
 
 from .common import load_config, quick, skip_reason, slow, wait_for_deployment
 from .types import ArchiveResult, EventRef, Progress
+
+UNENROL_ACTION_PATCH = "unenrol-action"
+"""Students leave by MOODLE_UNENROL_ACTION (withdraw_users, after checking the token can do it). Runs
+started before it unenrol them as they always did."""
 
 
 @workflow.defn(name="ArchiveEvent")
@@ -36,6 +46,14 @@ class ArchiveEvent:
                                      "or deleted in Moodle); nothing to archive")
             return result
         result.course_id = course.id
+        by_action = workflow.patched(UNENROL_ACTION_PATCH)
+        if by_action:
+            result.unenrol_action = config.unenrol_action
+            if FUNCTIONS_BY_ACTION.get(config.unenrol_action):
+                # Before any write: an action the token cannot finish must not be half applied.
+                await workflow.execute_activity_method(
+                    MoodleSyncActivities.check_unenrol_action, config.unenrol_action, **quick(config)
+                )
         self._set_stage("reading the course's enrolments")
         plan = await workflow.execute_activity_method(
             MoodleSyncActivities.plan_archive,
@@ -45,19 +63,42 @@ class ArchiveEvent:
         )
         result.instructors_kept = plan.instructors_kept
         self._students = len(plan.student_user_ids)
-        self._set_stage(f"unenrolling {self._students} students")
-        for start in range(0, len(plan.student_user_ids), UNENROL_BATCH):
-            batch = plan.student_user_ids[start:start + UNENROL_BATCH]
-            await workflow.execute_activity_method(
-                MoodleSyncActivities.unenrol_users, UnenrolInput(course_id=course.id, user_ids=batch),
-                **slow(config),
-            )
-            result.students_unenrolled += len(batch)
+        if by_action:
+            await self._withdraw_students(plan.student_user_ids, course.id, config)
+        else:
+            await self._unenrol_students(plan.student_user_ids, course.id, config)
         self._set_stage("hiding the course")
         await workflow.execute_activity_method(MoodleSyncActivities.hide_course, course.id, **quick(config))
         result.hidden = True
         self._set_stage("done")
         return result
+
+    async def _withdraw_students(self, user_ids: list[int], course_id: int, config: SyncConfig) -> None:
+        action, result = config.unenrol_action, self._result
+        if action == "keep":
+            return
+        self._set_stage(f"taking {self._students} students away ({action})")
+        for start in range(0, len(user_ids), UNENROL_BATCH):
+            changed = await workflow.execute_activity_method(
+                MoodleSyncActivities.withdraw_users,
+                WithdrawUsersInput(course_id=course_id, user_ids=user_ids[start:start + UNENROL_BATCH],
+                                   role_id=config.student_role_id, action=action),
+                **slow(config),
+            )
+            result.students_withdrawn += changed
+            if action == "unenrol":
+                result.students_unenrolled += changed
+
+    async def _unenrol_students(self, user_ids: list[int], course_id: int, config: SyncConfig) -> None:
+        result = self._result
+        self._set_stage(f"unenrolling {self._students} students")
+        for start in range(0, len(user_ids), UNENROL_BATCH):
+            batch = user_ids[start:start + UNENROL_BATCH]
+            await workflow.execute_activity_method(
+                MoodleSyncActivities.unenrol_users, UnenrolInput(course_id=course_id, user_ids=batch),
+                **slow(config),
+            )
+            result.students_unenrolled += len(batch)
 
     def _set_stage(self, stage: str) -> None:
         self._stage = stage
@@ -68,4 +109,4 @@ class ArchiveEvent:
         r = self._result
         return Progress(workflow_id=workflow.info().workflow_id, kind="archive", event_id=r.event_id,
                         stage=self._stage, course_id=r.course_id, total=self._students,
-                        done=r.students_unenrolled)
+                        done=max(r.students_unenrolled, r.students_withdrawn))

@@ -13,11 +13,17 @@ with workflow.unsafe.imports_passed_through():
         FindUserInput,
         SyncConfig,
         UnenrolInput,
+        WithdrawInput,
     )
     from openvle_moodle_sync.models import Role
+    from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
 
 from .common import checked, load_config, quick, skip_reason, wait_for_deployment
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
+
+UNENROL_ACTION_PATCH = "unenrol-action"
+"""Removal by MOODLE_UNENROL_ACTION (withdraw_user, after checking the token can do it). Runs started
+before it unenrol as they always did."""
 
 
 @workflow.defn(name="ChangeParticipant")
@@ -90,7 +96,11 @@ class ChangeParticipant:
             )
             outcome.moodle_user_id, outcome.changed = user.user_id, enrolled.enrolled
             outcome.note = ("created in Moodle and " if user.created else "") + (
-                f"enrolled as {p.role}" if enrolled.enrolled else f"already enrolled as {p.role}")
+                f"already enrolled as {p.role}" if not enrolled.enrolled
+                else f"enrolment kept, {p.role} role given" if enrolled.kept_enrolment
+                else f"enrolled as {p.role}")
+        elif workflow.patched(UNENROL_ACTION_PATCH):
+            await self._withdraw(change, outcome, config)
         else:
             user_id = await workflow.execute_activity_method(
                 MoodleSyncActivities.find_user, FindUserInput(participant=p), **quick(config)
@@ -105,6 +115,32 @@ class ChangeParticipant:
                 )
                 outcome.changed, outcome.note = True, "unenrolled"
         return outcome
+
+    async def _withdraw(self, change: ChangeRequest, outcome: ChangeOutcome, config: SyncConfig) -> None:
+        """Take the participant away by MOODLE_UNENROL_ACTION; fail before any write if the token can't."""
+        p, action = change.participant, config.unenrol_action
+        if action == "keep":
+            outcome.note = "kept in Moodle (MOODLE_UNENROL_ACTION is keep): nothing changed"
+            return
+        if FUNCTIONS_BY_ACTION.get(action):
+            await workflow.execute_activity_method(
+                MoodleSyncActivities.check_unenrol_action, action, **quick(config)
+            )
+        user_id = await workflow.execute_activity_method(
+            MoodleSyncActivities.find_user, FindUserInput(participant=p), **quick(config)
+        )
+        outcome.moodle_user_id = user_id
+        if user_id is None:
+            outcome.note = "no matching Moodle account: nothing to take away"
+            return
+        roles = {Role.STUDENT: config.student_role_id, Role.INSTRUCTOR: config.instructor_role_id}
+        withdrawn = await workflow.execute_activity_method(
+            MoodleSyncActivities.withdraw_user,
+            WithdrawInput(course_id=outcome.course_id or 0, user_id=user_id, role_id=roles[p.role],
+                          action=action, participant_id=p.id),
+            **checked(config),
+        )
+        outcome.changed, outcome.note = withdrawn.changed, withdrawn.note
 
     @workflow.query
     def progress(self) -> Progress:

@@ -142,6 +142,10 @@ class ArchiveResult:
     students_unenrolled: int = 0
     instructors_kept: int = 0
     hidden: bool = False
+    unenrol_action: str = "unenrol"
+    """MOODLE_UNENROL_ACTION of this run: what happened to the students."""
+    students_withdrawn: int = 0
+    """Students this run took away by the action (unenrolled, suspended or stripped of their roles)."""
 
 
 @dataclass
