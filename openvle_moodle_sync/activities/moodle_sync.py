@@ -107,6 +107,7 @@ class MoodleSyncActivities:
             instructor_role_id=s.moodle_instructor_role_id,
             student_role_id=s.moodle_student_role_id,
             match_field=s.moodle_user_match_field,
+            max_removal_percent=s.moodle_max_removal_percent,
         )
 
     # --- courses -------------------------------------------------------------------------------------

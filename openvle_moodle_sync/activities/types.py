@@ -21,6 +21,8 @@ class SyncConfig:
     instructor_role_id: int = 3
     student_role_id: int = 5
     match_field: str = "email"
+    max_removal_percent: float = 25.0
+    """MOODLE_MAX_REMOVAL_PERCENT: the mass-removal brake of a deploy (runs recorded before it had it: 25)."""
 
 
 @dataclass(frozen=True)
