@@ -14,7 +14,7 @@ from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.activities.brake import MASS_REMOVAL_BLOCKED
 from openvle_moodle_sync.activities.roster import RosterEntry
-from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.settings import ConfigError, Settings
 from openvle_moodle_sync.workflows import EventRoster, ids
 from tests.conftest import add_moodle_user, make_event, make_settings, moodle_for, running_worker
 
@@ -157,3 +157,9 @@ async def test_archive_and_delete_update_the_roster(client: Client, fake: FakeMo
         assert await roster(client, event["id"]) == {}
         description = await client.get_workflow_handle(ids.roster_id(event["id"])).describe()
         assert description.status is not None and description.status.name == "COMPLETED"
+
+
+@pytest.mark.parametrize("value", ["120", "-1", "many"])
+def test_the_brake_setting_is_validated(value: str) -> None:
+    with pytest.raises(ConfigError, match="MOODLE_MAX_REMOVAL_PERCENT"):
+        make_settings(moodle_max_removal_percent=value)
