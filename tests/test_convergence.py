@@ -163,3 +163,24 @@ async def test_archive_and_delete_update_the_roster(client: Client, fake: FakeMo
 def test_the_brake_setting_is_validated(value: str) -> None:
     with pytest.raises(ConfigError, match="MOODLE_MAX_REMOVAL_PERCENT"):
         make_settings(moodle_max_removal_percent=value)
+
+
+async def test_changes_requested_during_a_deploy_win_in_the_order_made(client: Client, fake: FakeMoodle,
+                                                                       settings: Settings) -> None:
+    event = make_event(fake, participants=6)
+    first = await (await starter.deploy_event(client, event, settings=settings)).result()
+    back, leaver = event["participants"][5], event["participants"][4]
+    fake.faults.latency_ms = 30
+    # The deploy drops `back` (in the roster) while an add of `back` is requested: the add came later, it wins.
+    deploy = await starter.deploy_event(client, with_people(event, event["participants"][:5]), settings=settings)
+    add = await starter.add_participant(client, event, back, settings=settings)
+    assert [r.participant_id for r in (await deploy.result()).removed] == ["p-5"]
+    await add.result()
+    # The deploy keeps `leaver` while a removal of them is requested: the removal came later, it wins.
+    deploy = await starter.deploy_event(client, event, settings=settings)
+    remove = await starter.remove_participant(client, event, leaver, settings=settings)
+    await deploy.result()
+    await remove.result()
+    enrolled = set(fake.site.enrolled(first.course_id))
+    assert enrolled == user_ids(fake, [*event["participants"][:4], back])
+    assert set(await roster(client, event["id"])) == {"p-0", "p-1", "p-2", "p-3", "p-5"}
