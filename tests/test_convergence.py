@@ -4,6 +4,8 @@ take away too many at once (simulator; the same scenarios run on the lab in test
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from openvle_moodle_sync import starter
 from openvle_moodle_sync.activities.brake import MASS_REMOVAL_BLOCKED
 from openvle_moodle_sync.activities.roster import RosterEntry
 from openvle_moodle_sync.settings import ConfigError, Settings
+from openvle_moodle_sync.starter import cli
 from openvle_moodle_sync.workflows import EventRoster, ids
 from tests.conftest import add_moodle_user, make_event, make_settings, moodle_for, running_worker
 
@@ -184,3 +187,18 @@ async def test_changes_requested_during_a_deploy_win_in_the_order_made(client: C
     enrolled = set(fake.site.enrolled(first.course_id))
     assert enrolled == user_ids(fake, [*event["participants"][:4], back])
     assert set(await roster(client, event["id"])) == {"p-0", "p-1", "p-2", "p-3", "p-5"}
+
+
+async def test_deploy_command_stops_at_the_brake_and_goes_past_it_when_told(
+        client: Client, fake: FakeMoodle, settings: Settings, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    event = make_event(fake, participants=4)
+    first = await (await starter.deploy_event(client, event, settings=settings)).result()
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(with_people(event, [])))
+    assert await cli.run(["deploy", "--event", str(path), "--wait"], settings=settings, client=client) == 1
+    assert "MassRemovalBlocked" in capsys.readouterr().err and len(fake.site.enrolled(first.course_id)) == 4
+    assert await cli.run(["deploy", "--event", str(path), "--wait", "--allow-mass-removal"],
+                         settings=settings, client=client) == 0
+    assert "4 no longer listed taken away (unenrol)" in capsys.readouterr().out
+    assert fake.site.enrolled(first.course_id) == {}
