@@ -5,6 +5,7 @@ take away too many at once (simulator; the same scenarios run on the lab in test
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ from temporalio.exceptions import ApplicationError
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.activities.brake import MASS_REMOVAL_BLOCKED
-from openvle_moodle_sync.activities.roster import RosterEntry
+from openvle_moodle_sync.activities.roster import RosterEntry, RosterState, RosterUpdate
 from openvle_moodle_sync.settings import ConfigError, Settings
 from openvle_moodle_sync.starter import cli
 from openvle_moodle_sync.workflows import EventRoster, ids
+from openvle_moodle_sync.workflows.roster import UPDATES_PER_RUN
 from tests.conftest import add_moodle_user, make_event, make_settings, moodle_for, running_worker
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -202,3 +204,17 @@ async def test_deploy_command_stops_at_the_brake_and_goes_past_it_when_told(
                          settings=settings, client=client) == 0
     assert "4 no longer listed taken away (unenrol)" in capsys.readouterr().out
     assert fake.site.enrolled(first.course_id) == {}
+
+
+async def test_the_roster_continues_as_new_and_keeps_every_entry(client: Client, settings: Settings) -> None:
+    roster_id = ids.roster_id(f"cx-{uuid.uuid4().hex[:8]}")
+    handle = await client.start_workflow(EventRoster.run, RosterState(), id=roster_id,
+                                         task_queue=settings.temporal_task_queue)
+    for i in range(UPDATES_PER_RUN + 5):
+        await handle.signal(EventRoster.record, RosterUpdate(put={f"p-{i}": RosterEntry(i, "student")},
+                                                              drop=[f"p-{i - 1}"] if i % 2 else []))
+    latest = client.get_workflow_handle(roster_id)
+    entries = await latest.query(EventRoster.entries)
+    # Each odd update drops the entry of the even one before it.
+    assert set(entries) == {f"p-{i}" for i in range(1, UPDATES_PER_RUN + 5, 2)} | {f"p-{UPDATES_PER_RUN + 4}"}
+    assert (await latest.describe()).run_id != handle.first_execution_run_id
