@@ -13,6 +13,7 @@ VmHWM. Measured, in this order:
   already have a Moodle account, created before timing with a password so no mail) until its result;
 - rerun_s: starter.rerun_deployment of the finished deployment, with the Moodle calls it made (it must
   make no write call and send no message);
+- plan_s: starter.plan_event of the same event after the re-run (reads only: it must make no write call);
 - engine_floor_s: 2 x N no-op activities (two per participant, one after the other, like ensure_user then
   enrol_user) on a worker with the same options and the same Temporal server (bench/bench_floor.py);
 - sequential_s: the same event by a plain loop with the same MoodleClient, one participant after another
@@ -645,12 +646,23 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     out["rerun_write_calls"] = writes(out["rerun_moodle_calls"])
     out["rerun_messages"] = None if after["messages"] is None else after["messages"] - before["messages"]
 
+    # --- plan (reads only) ---
+    say("planning the same event ...")
+    before = await side.counters(pop)
+    plan_s, plan = await timed(lambda: starter.plan_event(client, pop.event, settings=settings), args.timeout)
+    after = await side.counters(pop)
+    out["plan_s"] = round(plan_s, 3)
+    out["plan_ok"] = plan.unchanged == n and not plan.enrol and not plan.remove
+    out["plan_moodle_calls"] = diff(after["calls"], before["calls"])
+    out["plan_write_calls"] = writes(out["plan_moodle_calls"])
+
     lengths = await history_lengths(client, queue, [(deploy_id(pop.event.id), result_runs[0]),
                                                     (deploy_id(pop.event.id), result_runs[1])])
     out["workflows"] = len(lengths)
     out["history_events_top"] = dict(sorted(lengths.items(), key=lambda kv: -kv[1])[:5])
     out["max_history_events"] = max(lengths.values(), default=0)
-    deploy_runs = [tuple(key.split("@")) for key in lengths if str(result_runs[1]) not in key]
+    deploy_runs = [tuple(key.split("@")) for key in lengths if str(result_runs[1]) not in key
+                   and key.startswith(deploy_id(pop.event.id))]  # not the plan nor the roster
     out["deploy_timing"] = await timing(client, deploy_runs)  # type: ignore[arg-type]
     out["worker_peak_rss_mb"] = round(worker.hwm_bytes() / MB, 1)
     out["worker_sampled_peak_rss_mb"] = round(worker.peak_rss / MB, 1)
@@ -752,12 +764,15 @@ def ratios(out: dict[str, Any]) -> None:
     out["deploy_vs_sequential"] = ratio("deploy_s", "sequential_s")
     out["deploy_vs_floor"] = ratio("deploy_s", "engine_floor_s")
     out["rerun_vs_deploy"] = ratio("rerun_s", "deploy_s")
+    out["plan_vs_deploy"] = ratio("plan_s", "deploy_s")
     out["deploy_vs_saturation"] = ratio("deploy_s", "moodle_saturation_s")
     checks: dict[str, Any] = {
         "deploy_ok": out["deploy_ok"] and out["rerun_ok"],
         "deploy_vs_sequential<=0.1": _le(out["deploy_vs_sequential"], 0.1),
         "deploy_vs_floor<=1.5": _le(out["deploy_vs_floor"], 1.5),
         "rerun_vs_deploy<=0.2": _le(out["rerun_vs_deploy"], 0.2),
+        "plan_vs_deploy<=0.2": _le(out["plan_vs_deploy"], 0.2),
+        "plan_ok_no_write": out["plan_ok"] and out["plan_write_calls"] == 0,
         "rerun_no_write_no_message": out["rerun_write_calls"] == 0 and not out["rerun_messages"],
         "max_history_events<20000": out["max_history_events"] < 20000,
         "worker_peak_rss_mb<300": out["worker_peak_rss_mb"] < 300,

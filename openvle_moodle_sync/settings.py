@@ -112,6 +112,10 @@ class Settings(BaseSettings):
         600.0, description="Timeout for duplicating or deleting one course, in seconds (large courses are slow)"
     )
 
+    moodle_max_removal_percent: float = Field(
+        25.0, description="Most of the people this service enrolled in a course that one deploy may take away, in %"
+    )
+
     moodle_retry_max_interval: float = Field(
         60.0, description="Longest wait between two retries of a Moodle call that failed transiently, in seconds"
     )
@@ -191,6 +195,13 @@ class Settings(BaseSettings):
     def _positive_concurrency(cls, value: int) -> int:
         if not 1 <= value <= 500:
             raise ValueError("must be between 1 and 500, e.g. \"20\"")
+        return value
+
+    @field_validator("moodle_max_removal_percent")
+    @classmethod
+    def _percent(cls, value: float) -> float:
+        if not 0 <= value <= 100:
+            raise ValueError('must be a percentage between 0 and 100, e.g. "25"')
         return value
 
     @field_validator("moodle_instructor_role_id", "moodle_student_role_id")

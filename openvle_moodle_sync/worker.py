@@ -20,6 +20,8 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from openvle_moodle_sync.activities import DeploymentWatch, MoodleSyncActivities
+from openvle_moodle_sync.activities.plan import PlanActivities
+from openvle_moodle_sync.activities.roster import RosterActivities
 from openvle_moodle_sync.moodle import MoodleClient, check_connection, client_from_settings
 from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
 from openvle_moodle_sync.temporal_client import connect, ensure_search_attributes, exit_process
@@ -63,7 +65,8 @@ def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Wo
         client,
         task_queue=settings.temporal_task_queue,
         workflows=ALL_WORKFLOWS,
-        activities=[*sync.all(), watch.deployment_running],
+        activities=[*sync.all(), watch.deployment_running, *RosterActivities(client).all(),
+                    PlanActivities(moodle, settings).plan_event],
         **worker_tuning(settings),
     )
 

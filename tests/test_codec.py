@@ -184,8 +184,9 @@ async def test_history_holds_no_personal_data_and_the_codec_server_reads_it(
                           data_converter=pydantic_data_converter)
     assert plain_client.data_converter.payload_codec is None
     histories = await export_histories(plain_client, f'OpenVLEEventId = "{event["id"]}"',
-                                       expect_ids={handle.id, f"moodle-participant-{event['id']}-{newcomer['id']}"})
-    assert len(histories) == 2
+                                       expect_ids={handle.id, f"moodle-participant-{event['id']}-{newcomer['id']}",
+                                                   f"moodle-roster-{event['id']}"})
+    assert len(histories) == 3  # the deployment, the add, and the event's roster
     for h in histories:
         for blob in (h.json, h.raw):
             for value in personal_data(event) + personal_data({"participants": [newcomer]}):

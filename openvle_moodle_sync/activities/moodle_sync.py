@@ -110,6 +110,7 @@ class MoodleSyncActivities(WithdrawActivities):
             student_role_id=s.moodle_student_role_id,
             match_field=s.moodle_user_match_field,
             unenrol_action=s.moodle_unenrol_action,
+            max_removal_percent=s.moodle_max_removal_percent,
         )
 
     # --- courses -------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ class SyncConfig:
     match_field: str = "email"
     unenrol_action: str = "unenrol"
     """MOODLE_UNENROL_ACTION: unenrol, keep, suspend or remove_roles (older runs recorded none: unenrol)."""
+    max_removal_percent: float = 25.0
+    """MOODLE_MAX_REMOVAL_PERCENT: the mass-removal brake of a deploy (runs recorded before it had it: 25)."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ starts nothing on bad input, so nothing is left half-done in Moodle.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -25,10 +26,11 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError
 
+from openvle_moodle_sync.activities.plan_types import EventPlan, PlanRequest
 from openvle_moodle_sync.models import Event, Participant, parse_event, parse_participant
 from openvle_moodle_sync.moodle import client_from_settings
 from openvle_moodle_sync.settings import Settings, get_settings
-from openvle_moodle_sync.workflows import ArchiveEvent, ChangeParticipant, DeleteEvent, DeployEvent, ids
+from openvle_moodle_sync.workflows import ArchiveEvent, ChangeParticipant, DeleteEvent, DeployEvent, PlanEvent, ids
 from openvle_moodle_sync.workflows.types import (
     Action,
     ArchiveResult,
@@ -59,9 +61,12 @@ def _queue(settings: Settings | None) -> str:
     return (settings or get_settings()).temporal_task_queue
 
 
-async def deploy_event(client: Client, event: EventLike, *, settings: Settings | None = None
-                       ) -> WorkflowHandle[DeployEvent, DeployResult]:
-    """Start the deployment of an event (duplicate the template, create and enrol participants).
+async def deploy_event(client: Client, event: EventLike, *, settings: Settings | None = None,
+                       allow_mass_removal: bool = False) -> WorkflowHandle[DeployEvent, DeployResult]:
+    """Start the deployment of an event: Moodle converges on the event as given (duplicate the template,
+    create and enrol participants, fix roles, take away the people it enrolled earlier who are no longer
+    listed). A deploy that would take away more than MOODLE_MAX_REMOVAL_PERCENT of them, and more than 2,
+    takes nobody away and fails ``MassRemovalBlocked``; ``allow_mass_removal=True`` goes past it once.
 
     >>> handle = await deploy_event(client, {"id": "42", "name": "Linux Workshop", "slug": "linux-ws",
     ...                                      "moodle_course_id": 17, "participants": [...]})
@@ -69,12 +74,31 @@ async def deploy_event(client: Client, event: EventLike, *, settings: Settings |
     """
     ev = parse_event(event)
     return await client.start_workflow(
-        DeployEvent.run, DeployInput(event=ev), id=ids.deploy_id(ev.id), task_queue=_queue(settings),
+        DeployEvent.run, DeployInput(event=ev, allow_mass_removal=allow_mass_removal), id=ids.deploy_id(ev.id),
+        task_queue=_queue(settings),
         search_attributes=_attributes(ev.id),
         static_summary=f"Deploy event {ev.id} ({ev.name}) to Moodle",
         static_details=f"Event **{ev.id}** `{ev.slug}`: {len(ev.participants)} participants, "
                        f"template course {ev.moodle_course_id}",
         id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
+    )
+
+
+async def plan_event(client: Client, event: EventLike, *, settings: Settings | None = None) -> EventPlan:
+    """What a deploy of the event would do now, without writing anything to Moodle or sending a mail.
+
+    Runs as the short workflow `PlanEvent` on the worker (the Moodle token stays there). Raises
+    `models.InputError` for a bad event (nothing started) and `WorkflowFailureError` when Moodle cannot
+    be read.
+
+    >>> plan = await plan_event(client, event)
+    >>> plan.course.action, [r.participant_id for r in plan.remove], plan.blocked_by_brake
+    """
+    ev = parse_event(event)
+    return await client.execute_workflow(
+        PlanEvent.run, PlanRequest(event=ev), id=ids.plan_id(ev.id, uuid.uuid4().hex[:12]),
+        task_queue=_queue(settings), search_attributes=_attributes(ev.id),
+        static_summary=f"Plan of event {ev.id} ({ev.name}): reads only",
     )
 
 

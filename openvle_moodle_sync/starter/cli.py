@@ -8,6 +8,7 @@
     python -m starter progress --event-id ID [--json]
     python -m starter rerun    --event-id ID [--wait]
     python -m starter courses  [--search TEXT] [--json]
+    python -m starter plan     --event EVENT.json [--json]
     python -m starter doctor
 
 Exit codes: 0 success; 1 the workflow failed (or `progress` shows a run that ended badly), a setting is
@@ -67,6 +68,7 @@ from openvle_moodle_sync.workflows.types import (
 )
 
 from . import api
+from .plan_view import plan_json, plan_table
 from .progress import DeploymentProgress, next_step
 from .temporal_errors import SCHEME_WARNING, START_WORKER, explain, scheme_fix
 
@@ -110,9 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--wait", action="store_true",
                        help="follow the workflow until it ends; exit 0 only if it succeeded")
 
-    p = command("deploy", "Event start: duplicate the template course, create and enrol every participant.")
+    p = command("deploy", "Event start or list change: Moodle converges on the event (creates the course, "
+                          "enrols, fixes roles, takes away people it enrolled who are no longer listed).")
     event_arg(p)
     wait_arg(p)
+    p.add_argument("--allow-mass-removal", action="store_true",
+                   help="go past the mass-removal brake (MOODLE_MAX_REMOVAL_PERCENT) for this deploy")
     for name, help_ in (("add", "A participant joined an active event: create them if needed and enrol them."),
                         ("remove", "A participant left an active event: unenrol them.")):
         p = command(name, help_)
@@ -134,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("courses", "List or search Moodle courses (the templates an environment can map to).")
     p.add_argument("--search", default="", metavar="TEXT", help="only courses whose name matches TEXT")
     p.add_argument("--json", action="store_true", help="print a JSON list of {id, shortname, fullname}")
+    p = command("plan", "Show what a deploy of the event would do now, without writing anything.")
+    event_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     command("doctor", "Check the settings, the Temporal connection and the Moodle connection.")
     return parser
 
@@ -349,7 +357,9 @@ def describe_result(result: Any) -> str:
         written = sum(1 for p in result.participants if p.enrolled)
         return (f"Moodle course {result.course_id} ({result.course_shortname}, {how}): "
                 f"{result.done} of {result.total} participants have their account and enrolment "
-                f"({created} accounts created and {written} enrolments written by this run)")
+                f"({created} accounts created and {written} enrolments written by this run)"
+                + (f"; {len(result.removed)} no longer listed taken away ({result.removed[0].action})"
+                   if result.removed else ""))
     if isinstance(result, ChangeResult):
         return "; ".join(f"participant {o.participant_id}: {o.note}" for o in result.applied) or "nothing applied"
     if isinstance(result, ArchiveResult):
@@ -410,8 +420,23 @@ async def _start(ctx: Context, handle: WorkflowHandle[Any, Any], wait: bool, *, 
 async def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     event = _valid(parse_event, read_json(args.event, "event"))
     client = await ctx.client()
-    handle = await api.deploy_event(client, event, settings=ctx.settings())
+    handle = await api.deploy_event(client, event, settings=ctx.settings(),
+                                    allow_mass_removal=args.allow_mass_removal)
     return await _start(ctx, handle, args.wait, event_id=event.id, is_deploy=True)
+
+
+async def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
+    event = _valid(parse_event, read_json(args.event, "event"))
+    client = await ctx.client()
+    try:
+        plan = await api.plan_event(client, event, settings=ctx.settings())
+    except WorkflowFailureError as failure:
+        raise CliError(f"The plan of event {event.id} failed: {failure_message(failure)}", EXIT_FAILED) from None
+    if args.json:
+        print(plan_json(plan))
+    else:
+        ctx.out.print(plan_table(plan))
+    return EXIT_OK
 
 
 async def _cmd_change(args: argparse.Namespace, ctx: Context) -> int:
@@ -651,6 +676,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Context], Awaitable[int]]] = {
     "rerun": cmd_rerun,
     "courses": cmd_courses,
     "doctor": cmd_doctor,
+    "plan": cmd_plan,
 }
 
 

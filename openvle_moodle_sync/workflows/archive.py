@@ -6,15 +6,18 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import UNENROL_BATCH, MoodleSyncActivities
+    from openvle_moodle_sync.activities.roster import RosterUpdate
     from openvle_moodle_sync.activities.types import (
         ArchivePlanInput,
         SyncConfig,
         UnenrolInput,
         WithdrawUsersInput,
     )
+    from openvle_moodle_sync.models import Role
     from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
 
 from .common import load_config, quick, skip_reason, slow, wait_for_deployment
+from .roster import ROSTER_PATCH, record_roster
 from .types import ArchiveResult, EventRef, Progress
 
 UNENROL_ACTION_PATCH = "unenrol-action"
@@ -67,6 +70,8 @@ class ArchiveEvent:
             await self._withdraw_students(plan.student_user_ids, course.id, config)
         else:
             await self._unenrol_students(plan.student_user_ids, course.id, config)
+        if workflow.patched(ROSTER_PATCH):  # the students are gone: the roster forgets them
+            await record_roster(event.event_id, RosterUpdate(drop_role=Role.STUDENT), config)
         self._set_stage("hiding the course")
         await workflow.execute_activity_method(MoodleSyncActivities.hide_course, course.id, **quick(config))
         result.hidden = True

@@ -7,6 +7,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
+    from openvle_moodle_sync.activities.roster import RosterEntry, RosterUpdate
     from openvle_moodle_sync.activities.types import (
         EnrolInput,
         EnsureUserInput,
@@ -19,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
 
 from .common import checked, load_config, quick, skip_reason, wait_for_deployment
+from .roster import ROSTER_PATCH, record_roster
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
 
 UNENROL_ACTION_PATCH = "unenrol-action"
@@ -74,7 +76,10 @@ class ChangeParticipant:
             self._requests.clear()
             self._stage = f"{change.action} {change.participant.id}"
             workflow.set_current_details(f"Event {change.event_id}: {self._stage} (Moodle course {course.id})")
-            self._applied.append(await self._apply(change, course.id, config))
+            outcome = await self._apply(change, course.id, config)
+            self._applied.append(outcome)
+            if workflow.patched(ROSTER_PATCH):
+                await self._remember(change, outcome, config)
             await workflow.wait_condition(workflow.all_handlers_finished)
         self._stage = "done"
         return result
@@ -141,6 +146,16 @@ class ChangeParticipant:
             **checked(config),
         )
         outcome.changed, outcome.note = withdrawn.changed, withdrawn.note
+
+    @staticmethod
+    async def _remember(change: ChangeRequest, outcome: ChangeOutcome, config: SyncConfig) -> None:
+        """Tell the event's roster: an enrolment this run wrote is the service's; a removal forgets them."""
+        p = change.participant
+        if change.action == Action.ADD and outcome.changed and outcome.moodle_user_id is not None:
+            await record_roster(change.event_id, RosterUpdate(put={p.id: RosterEntry(outcome.moodle_user_id,
+                                                                                      str(p.role))}), config)
+        elif change.action == Action.REMOVE:
+            await record_roster(change.event_id, RosterUpdate(drop=[p.id]), config)
 
     @workflow.query
     def progress(self) -> Progress:

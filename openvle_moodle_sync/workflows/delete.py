@@ -6,8 +6,10 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
+    from openvle_moodle_sync.activities.roster import RosterUpdate
 
 from .common import load_config, quick, skip_reason, slow, wait_for_deployment
+from .roster import ROSTER_PATCH, record_roster
 from .types import DeleteResult, EventRef
 
 
@@ -39,5 +41,7 @@ class DeleteEvent:
             await workflow.execute_activity_method(MoodleSyncActivities.delete_course, course.id, **slow(config))
             result.deleted = True
             result.note = f"Moodle course {course.id} deleted"
+            if workflow.patched(ROSTER_PATCH):  # nobody is enrolled any more: the roster ends
+                await record_roster(event.event_id, RosterUpdate(close=True), config)
         workflow.set_current_details(f"Event {event.event_id}: {result.note}")
         return result

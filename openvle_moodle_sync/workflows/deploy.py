@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    from openvle_moodle_sync.activities.brake import MASS_REMOVAL_BLOCKED, brake_holds, brake_message
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
-    from openvle_moodle_sync.activities.types import FindUsersInput, MatchKey, PlanInput, PrepareCourseInput, SyncConfig
+    from openvle_moodle_sync.activities.roster import RosterEntry, RosterUpdate
+    from openvle_moodle_sync.activities.types import (
+        CourseRef,
+        FindUsersInput,
+        MatchKey,
+        PlanInput,
+        PrepareCourseInput,
+        SyncConfig,
+    )
     from openvle_moodle_sync.models import Event, Participant, Role
 
 from . import ids
 from .batch import BATCH_SIZE, BATCHES_AT_ONCE, DeployBatch, sync_participants
 from .common import as_run_failure, load_config, skip_reason, slow
+from .roster import ROSTER_PATCH, read_roster, record_roster
 from .types import (
     BatchInput,
     BatchResult,
@@ -24,13 +35,59 @@ from .types import (
     DeployResult,
     ParticipantOutcome,
     Progress,
+    Removal,
     SubtaskState,
 )
+from .withdraw import removal_action, withdraw_all
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """The bulk look-up's answer: who has a Moodle account already."""
+
+    known: dict[str, int] = field(default_factory=dict)
+    """participant id -> Moodle user id."""
+    looked_up: bool = False
+    """True when the look-up ran: a participant missing from ``known`` has no account yet."""
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """What every share of this run's participants has in common."""
+
+    event_id: str
+    course: CourseRef
+    role_changes: frozenset[str]
+    accounts: Accounts
+    config: SyncConfig
+
+    def batch(self, participants: Sequence[Participant]) -> BatchInput:
+        config = self.config
+        return BatchInput(
+            event_id=self.event_id, course_id=self.course.id, participants=list(participants),
+            role_ids=role_ids(config), fresh_course=self.course.created,
+            role_changes=[p.id for p in participants if p.id in self.role_changes],
+            known_users={p.id: self.accounts.known[p.id] for p in participants if p.id in self.accounts.known},
+            looked_up=self.accounts.looked_up,
+            sync_timeout_s=config.sync_timeout_s, retry_max_interval_s=config.retry_max_interval_s,
+        )
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """The removal step's outcome."""
+
+    removed: list[Removal] = field(default_factory=list)
+    blocked: int = 0
+    """People no longer listed whom the brake kept."""
+    enrolled_by_service: int = 0
+    """The roster's size before this run: the brake's 100%."""
 
 
 @workflow.defn(name="DeployEvent")
 class DeployEvent:
-    """Event start: duplicate the template, then create and enrol every participant.
+    """Event start: duplicate the template, then create and enrol every participant, then take away the
+    people this service enrolled for the event earlier who are no longer listed.
 
     Students are enrolled before instructors: Moodle mails a welcome to every student enrolled into a
     course that has a teacher, on every enrol call, so enrolling students first means a deployment and
@@ -46,120 +103,113 @@ class DeployEvent:
     @workflow.run
     async def run(self, request: DeployInput) -> DeployResult:
         try:
-            return await self._deploy(request.event)
+            return await self._deploy(request)
         except (ActivityError, ChildWorkflowError) as error:
             raise as_run_failure(error, f"Deployment of event {request.event.id}") from error
 
-    async def _deploy(self, event: Event) -> DeployResult:
-        self._event_id = event.id
-        self._status = {p.id: ParticipantOutcome(id=p.id, role=str(p.role)) for p in event.participants}
+    async def _deploy(self, request: DeployInput) -> DeployResult:
+        event = self._begin(request.event)
         config = await load_config()
         reason = skip_reason(config, event.moodle_course_id)
         if reason or event.moodle_course_id is None:
             return self._skipped(reason or "")
+        course = await self._prepare_course(event, event.moodle_course_id, config)
+        role_changes = await self._read_course(event, course, config)
+        todo = [p for p in event.participants if self._status[p.id].state == SubtaskState.PENDING]
+        accounts = await self._look_up_accounts(todo, config)
+        converging = workflow.patched(ROSTER_PATCH)
+        try:
+            await self._sync(SyncPlan(event.id, course, frozenset(role_changes), accounts, config), todo)
+        except (ActivityError, ChildWorkflowError):
+            if converging:  # a run stopped by a configuration error still remembers whom it enrolled
+                await self._remember(event.id, course, {}, [], config)
+            raise
+        convergence = await self._converge(request, course, config) if converging else Convergence()
+        return self._result(event, course, convergence, config)
 
+    # --- the steps ----------------------------------------------------------------------------------
+
+    def _begin(self, event: Event) -> Event:
+        self._event_id = event.id
+        self._status = {p.id: ParticipantOutcome(id=p.id, role=str(p.role)) for p in event.participants}
+        return event
+
+    async def _prepare_course(self, event: Event, template_id: int, config: SyncConfig) -> CourseRef:
         self._set_stage("duplicating the template course")
         course = await workflow.execute_activity_method(
             MoodleSyncActivities.prepare_course,
             PrepareCourseInput(event_id=event.id, name=event.name, slug=event.slug,
-                               template_course_id=event.moodle_course_id, visible=config.course_visible),
+                               template_course_id=template_id, visible=config.course_visible),
             **slow(config),
         )
         self._course_id = course.id
+        return course
 
-        role_changes: list[str] = []
-        if not course.created and event.participants:
-            self._set_stage("reading the course's enrolments")
-            plan = await workflow.execute_activity_method(
-                MoodleSyncActivities.plan_deployment,
-                PlanInput(course_id=course.id, match_field=config.match_field, keys=[
-                    MatchKey(p.id, p.username, p.email, role_ids(config)[p.role]) for p in event.participants
-                ]),
-                **slow(config),
-            )
-            for participant_id, user_id in plan.done.items():
-                outcome = self._status[participant_id]
-                outcome.state, outcome.moodle_user_id = SubtaskState.DONE, user_id
-            role_changes = plan.role_changes
+    async def _read_course(self, event: Event, course: CourseRef, config: SyncConfig) -> list[str]:
+        """On a course that existed, mark those who hold exactly their role done; return those who hold
+        another managed role (their enrolment is re-made)."""
+        if course.created or not event.participants:
+            return []
+        self._set_stage("reading the course's enrolments")
+        plan = await workflow.execute_activity_method(
+            MoodleSyncActivities.plan_deployment,
+            PlanInput(course_id=course.id, match_field=config.match_field, keys=[
+                MatchKey(p.id, p.username, p.email, role_ids(config)[p.role]) for p in event.participants
+            ]),
+            **slow(config),
+        )
+        for participant_id, user_id in plan.done.items():
+            outcome = self._status[participant_id]
+            outcome.state, outcome.moodle_user_id = SubtaskState.DONE, user_id
+        return plan.role_changes
 
-        todo = [p for p in event.participants if self._status[p.id].state == SubtaskState.PENDING]
-        known: dict[str, int] = {}
-        looked_up = bool(todo) and workflow.patched("bulk-user-lookup")
-        if looked_up:
-            # One call per hundred participants finds the existing accounts; only the missing ones get
-            # a create activity, and nobody a look-up of their own.
-            self._set_stage("looking up the participants' Moodle accounts")
-            found = await workflow.execute_activity_method(
-                MoodleSyncActivities.find_users,
-                FindUsersInput(keys=[MatchKey(p.id, p.username, p.email, 0) for p in todo]),
-                **slow(config),
-            )
-            known = found.user_ids
+    async def _look_up_accounts(self, todo: Sequence[Participant], config: SyncConfig) -> Accounts:
+        """One call per hundred participants finds the existing accounts; only the missing ones get a
+        create activity, and nobody a look-up of their own."""
+        if not (todo and workflow.patched("bulk-user-lookup")):
+            return Accounts()
+        self._set_stage("looking up the participants' Moodle accounts")
+        found = await workflow.execute_activity_method(
+            MoodleSyncActivities.find_users,
+            FindUsersInput(keys=[MatchKey(p.id, p.username, p.email, 0) for p in todo]),
+            **slow(config),
+        )
+        return Accounts(known=found.user_ids, looked_up=True)
+
+    async def _sync(self, plan: SyncPlan, todo: Sequence[Participant]) -> None:
         if len(todo) <= BATCH_SIZE and workflow.patched("instructor-accounts-alongside-students"):
             # One share: instructors' accounts are made while the students are enrolled; only their
             # enrolment waits for the students (sync_participants).
             self._set_stage("creating accounts and enrolling, students before instructors")
-            await self._sync(event, todo, "participants", course.created, role_changes, config, many=False,
-                             known=known, looked_up=looked_up)
-        else:
-            for role in (Role.STUDENT, Role.INSTRUCTOR):
-                group = [p for p in todo if p.role == role]
-                if group:
-                    self._set_stage(f"enrolling {role}s")
-                    await self._sync(event, group, f"{role}s", course.created, role_changes, config,
-                                     many=len(todo) > BATCH_SIZE, known=known, looked_up=looked_up)
-
-        result = DeployResult(
-            event_id=event.id, course_id=course.id, course_shortname=course.shortname,
-            course_created=course.created, total=len(self._status),
-            done=self._count(SubtaskState.DONE), failed=self._count(SubtaskState.FAILED),
-            participants=list(self._status.values()),
-        )
-        if result.failed:
-            self._set_stage(f"finished with {result.failed} failed participant(s)")
-            first = next(o for o in result.participants if o.state == SubtaskState.FAILED)
-            raise ApplicationError(
-                f"{result.failed} of {result.total} participants could not be synchronised to Moodle course "
-                f"{course.id}; the others are done. First error: {first.error} Fix the cause, then re-run the "
-                "deployment (python -m starter rerun --event-id ...): it only does what is missing.",
-                result, type="DeploymentIncomplete", non_retryable=True,
-            )
-        self._set_stage("done")
-        return result
-
-    async def _sync(self, event: Event, group: Sequence[Participant], label: str, fresh: bool,
-                    role_changes: list[str], config: SyncConfig, *, many: bool, known: dict[str, int],
-                    looked_up: bool) -> None:
-        course_id = self._course_id
-        assert course_id is not None
-
-        def batch_of(participants: Sequence[Participant]) -> BatchInput:
-            return BatchInput(
-                event_id=event.id, course_id=course_id, participants=list(participants),
-                role_ids=role_ids(config), fresh_course=fresh, role_changes=[
-                    p.id for p in participants if p.id in role_changes],
-                known_users={p.id: known[p.id] for p in participants if p.id in known}, looked_up=looked_up,
-                sync_timeout_s=config.sync_timeout_s, retry_max_interval_s=config.retry_max_interval_s,
-            )
-
-        if not many:
-            await sync_participants(batch_of(group), self._status)
+            await sync_participants(plan.batch(todo), self._status)
             return
+        for role in (Role.STUDENT, Role.INSTRUCTOR):
+            group = [p for p in todo if p.role == role]
+            if not group:
+                continue
+            self._set_stage(f"enrolling {role}s")
+            if len(todo) > BATCH_SIZE:
+                await self._sync_in_children(plan, group, f"{role}s")
+            else:
+                await sync_participants(plan.batch(group), self._status)
+
+    async def _sync_in_children(self, plan: SyncPlan, group: Sequence[Participant], label: str) -> None:
         # A few shares at a time keep the worker's caches (and memory) bounded; more would not be faster,
         # as the activity slots are already full.
         running = asyncio.Semaphore(BATCHES_AT_ONCE)
 
         async def child(index: int, share: Sequence[Participant]) -> None:
             await running.acquire()
-            child_id = ids.batch_id(event.id, label, index)
+            child_id = ids.batch_id(plan.event_id, label, index)
             self._batches_running.append(child_id)
             for p in share:
                 self._status[p.id].state = SubtaskState.RUNNING
             try:
                 result: BatchResult = await workflow.execute_child_workflow(
-                    DeployBatch.run, batch_of(share), id=child_id,
-                    static_summary=f"Event {event.id}: {len(share)} {label} (batch {index + 1})",
-                    search_attributes=TypedSearchAttributes([SearchAttributePair(ids.EVENT_ID_ATTRIBUTE, event.id)]),
+                    DeployBatch.run, plan.batch(share), id=child_id,
+                    static_summary=f"Event {plan.event_id}: {len(share)} {label} (batch {index + 1})",
+                    search_attributes=TypedSearchAttributes(
+                        [SearchAttributePair(ids.EVENT_ID_ATTRIBUTE, plan.event_id)]),
                 )
             finally:
                 self._batches_running.remove(child_id)
@@ -170,6 +220,66 @@ class DeployEvent:
 
         shares = [group[i:i + BATCH_SIZE] for i in range(0, len(group), BATCH_SIZE)]
         await asyncio.gather(*(child(i, share) for i, share in enumerate(shares)))
+
+    async def _converge(self, request: DeployInput, course: CourseRef, config: SyncConfig) -> Convergence:
+        """Take away the people the roster holds who are no longer listed (unless the brake holds), then
+        tell the roster whom this run enrolled and whom it took away."""
+        event = request.event
+        roster = await read_roster(event.id, config)
+        listed = {p.id for p in event.participants}
+        leaving = {pid: entry for pid, entry in sorted(roster.items()) if pid not in listed}
+        held = not request.allow_mass_removal and brake_holds(len(leaving), len(roster), config.max_removal_percent)
+        removed: list[Removal] = []
+        if leaving and not held:
+            self._set_stage(f"taking away {len(leaving)} people no longer listed")
+            await withdraw_all(course.id, ((pid, entry.user_id, role_ids(config)[entry.role])
+                                           for pid, entry in leaving.items()), config)
+            removed = [Removal(pid, entry.user_id, entry.role, removal_action(config))
+                       for pid, entry in leaving.items()]
+        await self._remember(event.id, course, roster, removed, config)
+        return Convergence(removed=removed, blocked=len(leaving) if held else 0, enrolled_by_service=len(roster))
+
+    async def _remember(self, event_id: str, course: CourseRef, roster: dict[str, RosterEntry],
+                        removed: list[Removal], config: SyncConfig) -> None:
+        """Tell the roster whom this run enrolled and whom it took away (nothing when nothing changed).
+
+        Only people this service enrolled: on a course it made, everyone; elsewhere those whose enrolment
+        this run wrote, or who were in the roster already (a re-run writes nothing)."""
+        enrolled = {o.id: RosterEntry(o.moodle_user_id, o.role) for o in self._status.values()
+                    if o.state == SubtaskState.DONE and o.moodle_user_id is not None
+                    and (course.created or o.enrolled or o.id in roster)}
+        put = {pid: entry for pid, entry in enrolled.items() if roster.get(pid) != entry}
+        if put or removed:
+            await record_roster(event_id, RosterUpdate(put=put, drop=[r.participant_id for r in removed]), config)
+
+    def _result(self, event: Event, course: CourseRef, convergence: Convergence, config: SyncConfig
+                ) -> DeployResult:
+        result = DeployResult(
+            event_id=event.id, course_id=course.id, course_shortname=course.shortname,
+            course_created=course.created, total=len(self._status),
+            done=self._count(SubtaskState.DONE), failed=self._count(SubtaskState.FAILED),
+            participants=list(self._status.values()), removed=convergence.removed,
+            removal_blocked=convergence.blocked,
+        )
+        brake = brake_message(event.id, course.id, convergence.blocked, convergence.enrolled_by_service,
+                              config.max_removal_percent) if convergence.blocked else ""
+        if result.failed:
+            self._set_stage(f"finished with {result.failed} failed participant(s)")
+            first = next(o for o in result.participants if o.state == SubtaskState.FAILED)
+            raise ApplicationError(
+                f"{result.failed} of {result.total} participants could not be synchronised to Moodle course "
+                f"{course.id}; the others are done. First error: {first.error} Fix the cause, then re-run the "
+                "deployment (python -m starter rerun --event-id ...): it only does what is missing."
+                + (f" Also: {brake}" if brake else ""),
+                result, type="DeploymentIncomplete", non_retryable=True,
+            )
+        if brake:
+            self._set_stage(f"stopped by the mass-removal brake: {convergence.blocked} people kept")
+            raise ApplicationError(brake, result, type=MASS_REMOVAL_BLOCKED, non_retryable=True)
+        self._set_stage("done")
+        return result
+
+    # --- state shown to operators ---------------------------------------------------------------------
 
     def _skipped(self, reason: str) -> DeployResult:
         for outcome in self._status.values():
@@ -203,4 +313,3 @@ class DeployEvent:
 
 def role_ids(config: SyncConfig) -> dict[str, int]:
     return {Role.STUDENT: config.student_role_id, Role.INSTRUCTOR: config.instructor_role_id}
-

@@ -29,3 +29,13 @@ def archive_id(event_id: str) -> str:
 
 def delete_id(event_id: str) -> str:
     return f"moodle-delete-{event_id}"
+
+
+def roster_id(event_id: str) -> str:
+    """The event's roster (EventRoster): runs for the event's whole life."""
+    return f"moodle-roster-{event_id}"
+
+
+def plan_id(event_id: str, request: str) -> str:
+    """One plan of the event; ``request`` tells plans of the same event apart (they are read-only)."""
+    return f"moodle-plan-{event_id}-{request}"

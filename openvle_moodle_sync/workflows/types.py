@@ -24,6 +24,8 @@ class SubtaskState(StrEnum):
 @dataclass
 class DeployInput:
     event: Event
+    allow_mass_removal: bool = False
+    """Go past the mass-removal brake (MOODLE_MAX_REMOVAL_PERCENT) for this run only."""
 
 
 @dataclass
@@ -52,6 +54,20 @@ class DeployResult:
     done: int = 0
     failed: int = 0
     participants: list[ParticipantOutcome] = field(default_factory=list)
+    removed: list[Removal] = field(default_factory=list)
+    """People this service enrolled earlier for the event, no longer listed, taken away by this run."""
+    removal_blocked: int = 0
+    """People no longer listed whom the mass-removal brake kept (the run then fails `MassRemovalBlocked`)."""
+
+
+@dataclass
+class Removal:
+    """One person a deploy took away: no longer listed, enrolled by this service for the event earlier."""
+
+    participant_id: str
+    moodle_user_id: int
+    role: str
+    action: str
 
 
 @dataclass

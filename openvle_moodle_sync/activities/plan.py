@@ -1,0 +1,122 @@
+"""The read-only plan of a deploy: accounts, enrolments, removals and mails, from reads only.
+
+It runs on the worker (the Moodle token stays there) as one activity of the workflow `PlanEvent`, and
+calls only Moodle's read functions: core_user_get_users_by_field and core_enrol_get_enrolled_users."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import activity
+
+from openvle_moodle_sync.models import Participant, Role
+
+from .brake import brake_holds
+from .errors import moodle_errors
+from .moodle_sync import LOOKUP_BATCH, LOOKUPS_AT_ONCE, MoodleSyncActivities, email_spellings
+from .plan_types import (
+    AccountMatch,
+    CourseAction,
+    CoursePlan,
+    Drift,
+    DriftKind,
+    EventPlan,
+    MailKind,
+    MatchHow,
+    PlanEventInput,
+    PlannedEnrol,
+    PlannedRemoval,
+    PlannedRoleChange,
+)
+
+
+class PlanActivities(MoodleSyncActivities):
+    """The plan's activity; it shares the sync activities' readers (enrolment pages, managed roles)."""
+
+    @activity.defn
+    @moodle_errors
+    async def plan_event(self, spec: PlanEventInput) -> EventPlan:
+        event, config = spec.event, spec.config
+        plan = EventPlan(event_id=event.id, course=CoursePlan(
+            CourseAction.REUSE if spec.course_id is not None else CourseAction.CREATE, spec.course_id))
+        matches = await self._match_accounts(event.participants, config.match_field)
+        plan.matched_accounts = [matches[p.id] for p in event.participants if p.id in matches]
+        plan.create_accounts = [p.id for p in event.participants if p.id not in matches]
+        enrolled: dict[int, set[int]] = {}
+        if spec.course_id is not None:
+            enrolled = {u["id"]: {r["roleid"] for r in u.get("roles", [])}
+                        for u in await self._enrolled(spec.course_id)}
+        role_ids = {Role.STUDENT: config.student_role_id, Role.INSTRUCTOR: config.instructor_role_id}
+        managed = set(role_ids.values())
+        for p in event.participants:
+            user_id = matches[p.id].moodle_user_id if p.id in matches else None
+            roles = enrolled.get(user_id) if user_id is not None else None
+            earlier = spec.roster.get(p.id)
+            if user_id is None or roles is None:
+                plan.enrol.append(PlannedEnrol(p.id, p.role, user_id))
+                if user_id is not None and earlier is not None:
+                    plan.drift.append(Drift(p.id, user_id, DriftKind.NOT_ENROLLED))
+            elif roles & managed - {role_ids[p.role]}:
+                plan.change_role.append(PlannedRoleChange(p.id, user_id, p.role))
+                if earlier is not None and earlier.role == p.role:
+                    plan.drift.append(Drift(p.id, user_id, DriftKind.ROLE_CHANGED))
+            elif role_ids[p.role] in roles:
+                plan.unchanged += 1
+            else:  # enrolled without a managed role: the deploy adds the role with an enrol call
+                plan.enrol.append(PlannedEnrol(p.id, p.role, user_id))
+        listed = {p.id for p in event.participants}
+        plan.remove = [PlannedRemoval(pid, entry.user_id, entry.role, spec.removal_action)
+                       for pid, entry in sorted(spec.roster.items()) if pid not in listed]
+        plan.blocked_by_brake = brake_holds(len(plan.remove), len(spec.roster), config.max_removal_percent)
+        teachers = {uid for uid, roles in enrolled.items() if config.instructor_role_id in roles}
+        plan.expected_mails = self._expected_mails(plan, teachers)
+        return plan
+
+    async def _match_accounts(self, participants: list[Participant], match_field: str) -> dict[str, AccountMatch]:
+        """Each participant's account as the deploy would find it, and how it was found."""
+        gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
+        found: dict[str, AccountMatch] = {}
+
+        async def look_up(share: list[Participant], field: str) -> None:
+            if field == "email":
+                values = list(dict.fromkeys(v for p in share for v in email_spellings(p.email)))
+            else:
+                values = [p.username for p in share]
+            async with gate:
+                users = await self.moodle.get_users_by_field(field, values)
+            for p in share:
+                if field == "username" and match_field == "username":
+                    mine = [u for u in users if str(u.get("username", "")) == p.username]
+                else:  # by email, or the username of an account whose email differs only in case
+                    mine = [u for u in users if str(u.get(field, "")).lower() == getattr(p, field).lower()
+                            and str(u.get("email", "")).lower() == p.email.lower()]
+                if not mine:
+                    continue
+                user = min(mine, key=lambda u: u["id"])  # the oldest account wins, as in the deploy
+                how = (MatchHow.USERNAME if match_field == "username"
+                       else MatchHow.EXACT if user.get("email") == p.email else MatchHow.EMAIL_CASE)
+                found[p.id] = AccountMatch(p.id, user["id"], how)
+            activity.heartbeat(len(found))
+
+        async def in_shares(people: list[Participant], field: str) -> None:
+            await asyncio.gather(*(look_up(people[i:i + LOOKUP_BATCH], field)
+                                   for i in range(0, len(people), LOOKUP_BATCH)))
+
+        await in_shares(participants, match_field)
+        if match_field == "email":
+            # Moodle's API matches emails exactly; an account with the participant's username and their
+            # email in another letter case is theirs (the deploy finds it after a refused creation).
+            await in_shares([p for p in participants if p.id not in found], "username")
+        return found
+
+    def _expected_mails(self, plan: EventPlan, teachers: set[int]) -> dict[str, int]:
+        """The README's mail table: a new manual account gets its password; an enrol call into a course
+        that has a teacher gets a welcome (students go first, so on a course without one only the
+        instructors after the first get one). Removals send none."""
+        changing_to_student = {c.moodle_user_id for c in plan.change_role if c.role == Role.STUDENT}
+        has_teacher = bool(teachers - changing_to_student)
+        roles = [e.role for e in plan.enrol] + [c.role for c in plan.change_role]
+        instructors = sum(1 for r in roles if r == Role.INSTRUCTOR)
+        welcome = len(roles) if has_teacher else max(0, instructors - 1)
+        new_accounts = len(plan.create_accounts) if self.settings.moodle_user_auth == "manual" else 0
+        return {MailKind.NEW_ACCOUNT: new_accounts, MailKind.WELCOME: welcome}

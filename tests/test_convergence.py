@@ -1,0 +1,220 @@
+"""Deploy converges on the event's current list: it takes away the people it enrolled earlier who are no
+longer listed, never anyone enrolled by other means, and the mass-removal brake stops a deploy that would
+take away too many at once (simulator; the same scenarios run on the lab in tests/live)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
+from fake_moodle import FakeMoodle
+from openvle_moodle_sync import starter
+from openvle_moodle_sync.activities.brake import MASS_REMOVAL_BLOCKED
+from openvle_moodle_sync.activities.roster import RosterEntry, RosterState, RosterUpdate
+from openvle_moodle_sync.settings import ConfigError, Settings
+from openvle_moodle_sync.starter import cli
+from openvle_moodle_sync.workflows import EventRoster, ids
+from openvle_moodle_sync.workflows.roster import UPDATES_PER_RUN
+from tests.conftest import add_moodle_user, make_event, make_settings, moodle_for, running_worker
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+WRITES = {"core_course_duplicate_course", "core_course_update_courses", "core_user_create_users",
+          "enrol_manual_enrol_users", "enrol_manual_unenrol_users", "core_course_delete_courses"}
+
+
+def with_people(event: dict[str, Any], people: list[dict[str, Any]]) -> dict[str, Any]:
+    return {**event, "participants": people}
+
+
+def user_ids(fake: FakeMoodle, people: list[dict[str, Any]]) -> set[int]:
+    return {fake.site.user_by_username(p["username"]).id for p in people}  # type: ignore[union-attr]
+
+
+async def roster(client: Client, event_id: str) -> dict[str, RosterEntry]:
+    return await client.get_workflow_handle(ids.roster_id(event_id)).query(EventRoster.entries)
+
+
+async def test_deploy_takes_away_the_people_no_longer_listed(client: Client, fake: FakeMoodle,
+                                                             settings: Settings) -> None:
+    event = make_event(fake, participants=10, instructors=1)
+    first = await (await starter.deploy_event(client, event, settings=settings)).result()
+    assert set((await roster(client, event["id"])).keys()) == {p["id"] for p in event["participants"]}
+
+    staying = event["participants"][:8]
+    again = await (await starter.deploy_event(client, with_people(event, staying), settings=settings)).result()
+    assert set(fake.site.enrolled(first.course_id)) == user_ids(fake, staying)
+    assert sorted(r.participant_id for r in again.removed) == ["p-8", "p-9"]
+    assert {r.action for r in again.removed} == {"unenrol"} and again.removal_blocked == 0
+    assert set((await roster(client, event["id"])).keys()) == {p["id"] for p in staying}
+
+    # Converged: a deploy of the same list writes nothing and mails nobody.
+    calls, mails = len(fake.calls), len(fake.site.messages)
+    same = await (await starter.deploy_event(client, with_people(event, staying), settings=settings)).result()
+    assert not {c.function for c in fake.calls[calls:]} & WRITES and len(fake.site.messages) == mails
+    assert same.removed == [] and same.done == 8
+
+
+async def test_brake_keeps_everyone_does_the_adds_and_fails_with_the_numbers(client: Client, fake: FakeMoodle,
+                                                                            settings: Settings) -> None:
+    event = make_event(fake, participants=10, instructors=1)
+    first = await (await starter.deploy_event(client, event, settings=settings)).result()
+    newcomer = {"id": "p-new", "username": f"{event['id']}-new", "email": f"{event['id']}-new@example.com",
+                "first_name": "New", "last_name": "Comer", "role": "student"}
+    three = [*event["participants"][:2], newcomer]
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await (await starter.deploy_event(client, with_people(event, three), settings=settings)).result()
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == MASS_REMOVAL_BLOCKED
+    assert "take 8 of the 10 people" in cause.message and "80%" in cause.message
+    assert "--allow-mass-removal" in cause.message and "MOODLE_MAX_REMOVAL_PERCENT=25%" in cause.message
+    enrolled = set(fake.site.enrolled(first.course_id))
+    assert enrolled == user_ids(fake, [*event["participants"], newcomer])  # nobody gone, the add done
+    assert "p-new" in await roster(client, event["id"])
+
+    allowed = await (await starter.deploy_event(client, with_people(event, three), settings=settings,
+                                                allow_mass_removal=True)).result()
+    assert len(allowed.removed) == 8 and set(fake.site.enrolled(first.course_id)) == user_ids(fake, three)
+
+
+async def test_an_empty_list_is_what_the_brake_is_for(client: Client, fake: FakeMoodle, settings: Settings) -> None:
+    event = make_event(fake, participants=4)
+    first = await (await starter.deploy_event(client, event, settings=settings)).result()
+    with pytest.raises(WorkflowFailureError) as failure:
+        await (await starter.deploy_event(client, with_people(event, []), settings=settings)).result()
+    assert isinstance(failure.value.cause, ApplicationError) and failure.value.cause.type == MASS_REMOVAL_BLOCKED
+    assert len(fake.site.enrolled(first.course_id)) == 4
+
+
+async def test_two_removals_always_pass_the_brake(client: Client, fake: FakeMoodle, settings: Settings) -> None:
+    event = make_event(fake, participants=3)
+    first = await (await starter.deploy_event(client, event, settings=settings)).result()
+    last = await (await starter.deploy_event(client, with_people(event, event["participants"][:1]),
+                                             settings=settings)).result()
+    assert len(last.removed) == 2 and len(fake.site.enrolled(first.course_id)) == 1
+
+
+async def test_the_brake_follows_the_setting(client: Client, fake: FakeMoodle) -> None:
+    loose = make_settings(moodle_max_removal_percent=80)
+    async with running_worker(client, loose, fake):
+        event = make_event(fake, participants=10)
+        await (await starter.deploy_event(client, event, settings=loose)).result()
+        result = await (await starter.deploy_event(client, with_people(event, event["participants"][:3]),
+                                                   settings=loose)).result()
+    assert len(result.removed) == 7
+
+
+async def test_people_enrolled_by_other_means_are_never_taken_away(client: Client, fake: FakeMoodle,
+                                                                   settings: Settings) -> None:
+    event = make_event(fake, participants=4)
+    # Someone already enrolled in the course by hand who is also listed: the service did not enrol them.
+    listed_by_hand = event["participants"][3]
+    first = await (await starter.deploy_event(client, with_people(event, event["participants"][:3]),
+                                              settings=settings)).result()
+    hand = await add_moodle_user(fake, username=f"{event['id']}-hand", email=f"{event['id']}-hand@example.com",
+                                 firstname="By", lastname="Hand")
+    other = await add_moodle_user(fake, username=listed_by_hand["username"], email=listed_by_hand["email"],
+                                  firstname="Listed", lastname="ByHand")
+    assert first.course_id is not None
+    async with moodle_for(fake, settings) as moodle:
+        await moodle.enrol_users([{"roleid": 5, "userid": u.id, "courseid": first.course_id} for u in (hand, other)])
+    await (await starter.deploy_event(client, event, settings=settings)).result()
+    assert "p-3" not in await roster(client, event["id"])
+
+    result = await (await starter.deploy_event(client, with_people(event, []), settings=settings,
+                                               allow_mass_removal=True)).result()
+    assert sorted(r.participant_id for r in result.removed) == ["p-0", "p-1", "p-2"]
+    assert set(fake.site.enrolled(first.course_id)) == {hand.id, other.id}
+
+
+async def test_added_and_removed_participants_update_the_roster(client: Client, fake: FakeMoodle,
+                                                                settings: Settings) -> None:
+    event = make_event(fake, participants=6)
+    first = await (await starter.deploy_event(client, event, settings=settings)).result()
+    newcomer = {"id": "p-late", "username": f"{event['id']}-late", "email": f"{event['id']}-late@example.com",
+                "first_name": "Late", "last_name": "Comer", "role": "student"}
+    await (await starter.add_participant(client, event, newcomer, settings=settings)).result()
+    await (await starter.remove_participant(client, event, event["participants"][5], settings=settings)).result()
+    entries = await roster(client, event["id"])
+    assert "p-late" in entries and "p-5" not in entries
+    # The backend's list without the newcomer: the service enrolled them, so they go.
+    result = await (await starter.deploy_event(client, with_people(event, event["participants"][:5]),
+                                               settings=settings)).result()
+    assert [r.participant_id for r in result.removed] == ["p-late"]
+    assert set(fake.site.enrolled(first.course_id)) == user_ids(fake, event["participants"][:5])
+
+
+async def test_archive_and_delete_update_the_roster(client: Client, fake: FakeMoodle) -> None:
+    settings = make_settings(moodle_delete_course_on_event_delete=True)
+    async with running_worker(client, settings, fake):
+        event = make_event(fake, participants=4, instructors=1)
+        await (await starter.deploy_event(client, event, settings=settings)).result()
+        await (await starter.archive_event(client, event, settings=settings)).result()
+        assert set(await roster(client, event["id"])) == {"p-0"}  # the instructor stays
+        await (await starter.delete_event(client, event, settings=settings)).result()
+        assert await roster(client, event["id"]) == {}
+        description = await client.get_workflow_handle(ids.roster_id(event["id"])).describe()
+        assert description.status is not None and description.status.name == "COMPLETED"
+
+
+@pytest.mark.parametrize("value", ["120", "-1", "many"])
+def test_the_brake_setting_is_validated(value: str) -> None:
+    with pytest.raises(ConfigError, match="MOODLE_MAX_REMOVAL_PERCENT"):
+        make_settings(moodle_max_removal_percent=value)
+
+
+async def test_changes_requested_during_a_deploy_win_in_the_order_made(client: Client, fake: FakeMoodle,
+                                                                       settings: Settings) -> None:
+    event = make_event(fake, participants=6)
+    first = await (await starter.deploy_event(client, event, settings=settings)).result()
+    back, leaver = event["participants"][5], event["participants"][4]
+    fake.faults.latency_ms = 30
+    # The deploy drops `back` (in the roster) while an add of `back` is requested: the add came later, it wins.
+    deploy = await starter.deploy_event(client, with_people(event, event["participants"][:5]), settings=settings)
+    add = await starter.add_participant(client, event, back, settings=settings)
+    assert [r.participant_id for r in (await deploy.result()).removed] == ["p-5"]
+    await add.result()
+    # The deploy keeps `leaver` while a removal of them is requested: the removal came later, it wins.
+    deploy = await starter.deploy_event(client, event, settings=settings)
+    remove = await starter.remove_participant(client, event, leaver, settings=settings)
+    await deploy.result()
+    await remove.result()
+    enrolled = set(fake.site.enrolled(first.course_id))
+    assert enrolled == user_ids(fake, [*event["participants"][:4], back])
+    assert set(await roster(client, event["id"])) == {"p-0", "p-1", "p-2", "p-3", "p-5"}
+
+
+async def test_deploy_command_stops_at_the_brake_and_goes_past_it_when_told(
+        client: Client, fake: FakeMoodle, settings: Settings, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    event = make_event(fake, participants=4)
+    first = await (await starter.deploy_event(client, event, settings=settings)).result()
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(with_people(event, [])))
+    assert await cli.run(["deploy", "--event", str(path), "--wait"], settings=settings, client=client) == 1
+    assert "MassRemovalBlocked" in capsys.readouterr().err and len(fake.site.enrolled(first.course_id)) == 4
+    assert await cli.run(["deploy", "--event", str(path), "--wait", "--allow-mass-removal"],
+                         settings=settings, client=client) == 0
+    assert "4 no longer listed taken away (unenrol)" in capsys.readouterr().out
+    assert fake.site.enrolled(first.course_id) == {}
+
+
+async def test_the_roster_continues_as_new_and_keeps_every_entry(client: Client, settings: Settings) -> None:
+    roster_id = ids.roster_id(f"cx-{uuid.uuid4().hex[:8]}")
+    handle = await client.start_workflow(EventRoster.run, RosterState(), id=roster_id,
+                                         task_queue=settings.temporal_task_queue)
+    for i in range(UPDATES_PER_RUN + 5):
+        await handle.signal(EventRoster.record, RosterUpdate(put={f"p-{i}": RosterEntry(i, "student")},
+                                                              drop=[f"p-{i - 1}"] if i % 2 else []))
+    latest = client.get_workflow_handle(roster_id)
+    entries = await latest.query(EventRoster.entries)
+    # Each odd update drops the entry of the even one before it.
+    assert set(entries) == {f"p-{i}" for i in range(1, UPDATES_PER_RUN + 5, 2)} | {f"p-{UPDATES_PER_RUN + 4}"}
+    assert (await latest.describe()).run_id != handle.first_execution_run_id
