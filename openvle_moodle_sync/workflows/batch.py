@@ -44,7 +44,8 @@ async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutc
             if user_id is None:
                 user = await workflow.execute_activity_method(
                     MoodleSyncActivities.ensure_user,
-                    EnsureUserInput(participant=p, known_missing=batch.looked_up), **options
+                    EnsureUserInput(participant=p, known_missing=batch.looked_up, match_field=batch.match_field,
+                                    user_auth=batch.user_auth), **options
                 )
                 user_id, outcome.user_created = user.user_id, user.created
             outcome.moodle_user_id = user_id

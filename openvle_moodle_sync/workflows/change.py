@@ -14,9 +14,8 @@ with workflow.unsafe.imports_passed_through():
         SyncConfig,
         UnenrolInput,
     )
-    from openvle_moodle_sync.models import Role
 
-from .common import checked, load_config, quick, skip_reason, wait_for_deployment
+from .common import checked, load_config, quick, role_ids, skip_reason, wait_for_deployment
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
 
 
@@ -78,9 +77,11 @@ class ChangeParticipant:
         outcome = ChangeOutcome(action=change.action, participant_id=p.id, course_id=course_id)
         if change.action == Action.ADD:
             user = await workflow.execute_activity_method(
-                MoodleSyncActivities.ensure_user, EnsureUserInput(participant=p), **quick(config)
+                MoodleSyncActivities.ensure_user,
+                EnsureUserInput(participant=p, match_field=config.match_field, user_auth=config.user_auth),
+                **quick(config),
             )
-            roles = {Role.STUDENT: config.student_role_id, Role.INSTRUCTOR: config.instructor_role_id}
+            roles = role_ids(config)
             enrolled = await workflow.execute_activity_method(
                 MoodleSyncActivities.enrol_user,
                 EnrolInput(course_id=course_id, user_id=user.user_id, role_id=roles[p.role],
@@ -93,7 +94,8 @@ class ChangeParticipant:
                 f"enrolled as {p.role}" if enrolled.enrolled else f"already enrolled as {p.role}")
         else:
             user_id = await workflow.execute_activity_method(
-                MoodleSyncActivities.find_user, FindUserInput(participant=p), **quick(config)
+                MoodleSyncActivities.find_user, FindUserInput(participant=p, match_field=config.match_field),
+                **quick(config),
             )
             outcome.moodle_user_id = user_id
             if user_id is None:

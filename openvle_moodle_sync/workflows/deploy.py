@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
 
 from . import ids
 from .batch import BATCH_SIZE, BATCHES_AT_ONCE, DeployBatch, sync_participants
-from .common import as_run_failure, load_config, skip_reason, slow
+from .common import as_run_failure, load_config, role_ids, skip_reason, slow
 from .types import (
     BatchInput,
     BatchResult,
@@ -74,7 +74,7 @@ class DeployEvent:
                 MoodleSyncActivities.plan_deployment,
                 PlanInput(course_id=course.id, match_field=config.match_field, keys=[
                     MatchKey(p.id, p.username, p.email, role_ids(config)[p.role]) for p in event.participants
-                ]),
+                ], managed_role_ids=list(role_ids(config).values())),
                 **slow(config),
             )
             for participant_id, user_id in plan.done.items():
@@ -91,7 +91,8 @@ class DeployEvent:
             self._set_stage("looking up the participants' Moodle accounts")
             found = await workflow.execute_activity_method(
                 MoodleSyncActivities.find_users,
-                FindUsersInput(keys=[MatchKey(p.id, p.username, p.email, 0) for p in todo]),
+                FindUsersInput(keys=[MatchKey(p.id, p.username, p.email, 0) for p in todo],
+                               match_field=config.match_field),
                 **slow(config),
             )
             known = found.user_ids
@@ -139,6 +140,7 @@ class DeployEvent:
                 role_ids=role_ids(config), fresh_course=fresh, role_changes=[
                     p.id for p in participants if p.id in role_changes],
                 known_users={p.id: known[p.id] for p in participants if p.id in known}, looked_up=looked_up,
+                match_field=config.match_field, user_auth=config.user_auth,
                 sync_timeout_s=config.sync_timeout_s, retry_max_interval_s=config.retry_max_interval_s,
             )
 
@@ -199,8 +201,3 @@ class DeployEvent:
             running=counts[SubtaskState.RUNNING], pending=counts[SubtaskState.PENDING],
             participants=list(self._status.values()), batches_running=list(self._batches_running),
         )
-
-
-def role_ids(config: SyncConfig) -> dict[str, int]:
-    return {Role.STUDENT: config.student_role_id, Role.INSTRUCTOR: config.instructor_role_id}
-
