@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from temporalio import activity
 
+from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.models import Participant, course_idnumber
 from openvle_moodle_sync.moodle.client import EnrolledUser, MoodleClient, User
 from openvle_moodle_sync.moodle.errors import InvalidParameterError, MoodlePHPError, MoodleWarningsError
@@ -169,14 +170,14 @@ class MoodleSyncActivities:
                     f"Moodle course {taken['id']} ({taken.get('fullname')!r}) already uses the short name "
                     f"{spec.slug!r} and was not created by openvle-moodle-sync for event {spec.event_id}; it is "
                     "left untouched. Rename or delete that course in Moodle, or give the event another slug.",
-                    "SlugTakenError", course_id=taken["id"], slug=spec.slug,
+                    ErrorType.SLUG_TAKEN, course_id=taken["id"], slug=spec.slug,
                 )
             template = await self._course_by("id", spec.template_course_id)
             if template is None:
                 raise sync_error(
                     f"Template course {spec.template_course_id} does not exist in Moodle. Check the "
                     "environment's moodleCourseId (search courses with `python -m starter courses`).",
-                    "TemplateNotFoundError", template_course_id=spec.template_course_id,
+                    ErrorType.TEMPLATE_NOT_FOUND, template_course_id=spec.template_course_id,
                 )
             activity.heartbeat("duplicating the template")
             copy = await self.moodle.duplicate_course(
@@ -193,7 +194,7 @@ class MoodleSyncActivities:
                 f"The copy of the template (Moodle course {pending['id']}) could not take the short name "
                 f"{spec.slug!r}: {error.detail} Free the short name in Moodle or give the event another slug, "
                 "then re-run the deployment; the copy is kept and reused.",
-                "SlugTakenError", course_id=pending["id"], warnings=sorted(error.codes),
+                ErrorType.SLUG_TAKEN, course_id=pending["id"], warnings=sorted(error.codes),
             )
         return CourseRef(id=pending["id"], shortname=spec.slug, created=True)
 
@@ -282,7 +283,7 @@ class MoodleSyncActivities:
             raise sync_error(
                 f"Moodle user {spec.user_id} of participant {spec.participant_id} no longer exists in Moodle "
                 f"({error.message}). Re-run the deployment: the user is looked up again.",
-                "MoodleUserMissingError", user_id=spec.user_id,
+                ErrorType.MOODLE_USER_MISSING, user_id=spec.user_id,
             ) from None
         return EnrolResult(enrolled=True)
 
@@ -417,14 +418,14 @@ class MoodleSyncActivities:
                 f"for {p.label}: Moodle account {other['id']} already has the {other_field} "
                 f"{other.get(other_field)!r} (with {match_field} {other.get(match_field)!r}). Check "
                 "MOODLE_USER_MATCH_FIELD. Do email/username match in both systems?",
-                "UserConflictError", participant_id=p.id, moodle_user_id=other["id"],
+                ErrorType.USER_CONFLICT, participant_id=p.id, moodle_user_id=other["id"],
             )
         return sync_error(
             f"User creation fails for {p.label}: {error.detail} MOODLE_USER_AUTH must match the auth plugin in "
             f"Moodle (e.g. ldap); it is {auth!r}. Otherwise Moodle refused one of the "
             f"participant's values: username {p.username!r}, email {p.email!r} (an account may already use this "
             "address in an unusual letter case, which Moodle's API cannot search for), or the names.",
-            "UserCreationError", participant_id=p.id, errorcode=error.errorcode,
+            ErrorType.USER_CREATION, participant_id=p.id, errorcode=error.errorcode,
         )
 
     def all(self) -> list:

@@ -25,6 +25,7 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from openvle_moodle_sync.contracts import PROGRESS_QUERY, REQUEST_SIGNAL
 from openvle_moodle_sync.models import Event, Participant, parse_event, parse_participant
 from openvle_moodle_sync.moodle import client_from_settings
 from openvle_moodle_sync.settings import Settings, get_settings
@@ -84,7 +85,7 @@ async def _change(client: Client, action: Action, event: EventLike, participant:
     # Signal-with-start: changes of one participant queue in one workflow and never race.
     return await client.start_workflow(
         ChangeParticipant.run, change, id=ids.participant_id(ev.id, p.id), task_queue=_queue(settings),
-        start_signal="request", start_signal_args=[change], search_attributes=_attributes(ev.id),
+        start_signal=REQUEST_SIGNAL, start_signal_args=[change], search_attributes=_attributes(ev.id),
         static_summary=f"{action.capitalize()} participant {p.id} of event {ev.id}",
         id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
     )
@@ -181,7 +182,7 @@ async def _changes_since(client: Client, event_id: str, since: datetime) -> list
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
         requested = [e.workflow_execution_signaled_event_attributes.input for e in history.events
                      if e.HasField("workflow_execution_signaled_event_attributes")
-                     and e.workflow_execution_signaled_event_attributes.signal_name == "request"]
+                     and e.workflow_execution_signaled_event_attributes.signal_name == REQUEST_SIGNAL]
         if requested:
             (change,) = await client.data_converter.decode(requested[-1].payloads, [ChangeRequest])
             changes.append(change)
@@ -216,7 +217,7 @@ async def get_progress(client: Client, event_id: str) -> Progress:
     # Large deployments run in child workflows: ask those that are running for their subtasks.
     for child_id in progress.batches_running:
         try:
-            rows = await client.get_workflow_handle(child_id).query("progress", result_type=list[dict])
+            rows = await client.get_workflow_handle(child_id).query(PROGRESS_QUERY, result_type=list[dict])
         except RPCError:
             continue
         by_id = {o.id: o for o in progress.participants}

@@ -7,6 +7,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import UNENROL_BATCH, MoodleSyncActivities
     from openvle_moodle_sync.activities.types import ArchivePlanInput, UnenrolInput
+    from openvle_moodle_sync.contracts import PROGRESS_QUERY
 
 from .common import load_config, quick, skip_reason, slow, wait_for_deployment
 from .types import ArchiveResult, EventRef, Progress
@@ -63,7 +64,7 @@ class ArchiveEvent:
         self._stage = stage
         workflow.set_current_details(f"Event {self._result.event_id} archive: {stage}")
 
-    @workflow.query
+    @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> Progress:
         r = self._result
         return Progress(workflow_id=workflow.info().workflow_id, kind="archive", event_id=r.event_id,

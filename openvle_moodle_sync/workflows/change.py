@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
         SyncConfig,
         UnenrolInput,
     )
+    from openvle_moodle_sync.contracts import PROGRESS_QUERY, REQUEST_SIGNAL, ErrorType
 
 from .common import checked, load_config, quick, role_ids, skip_reason, wait_for_deployment
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
@@ -33,7 +34,7 @@ class ChangeParticipant:
         self._stage = "starting"
         self._event_id = ""
 
-    @workflow.signal
+    @workflow.signal(name=REQUEST_SIGNAL)
     def request(self, change: ChangeRequest) -> None:
         self._requests.append(change)
 
@@ -59,7 +60,7 @@ class ChangeParticipant:
                 f"Event {first.event_id} has no Moodle course yet (no course carries its mark), so participant "
                 f"{first.participant.id} cannot be {'enrolled' if first.action == Action.ADD else 'unenrolled'}. "
                 "Deploy the event first (python -m starter deploy).",
-                type="EventNotDeployedError", non_retryable=True,
+                type=ErrorType.EVENT_NOT_DEPLOYED, non_retryable=True,
             )
         # Apply only the latest wish: earlier ones still queued are superseded by it.
         while self._requests:
@@ -108,7 +109,7 @@ class ChangeParticipant:
                 outcome.changed, outcome.note = True, "unenrolled"
         return outcome
 
-    @workflow.query
+    @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> Progress:
         return Progress(workflow_id=workflow.info().workflow_id, kind="participant", event_id=self._event_id,
                         stage=self._stage, total=1, done=len(self._applied))

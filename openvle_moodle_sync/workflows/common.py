@@ -13,7 +13,7 @@ from . import ids
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.deployment_watch import DeploymentWatch
-    from openvle_moodle_sync.activities.errors import CONFIGURATION_ERRORS
+    from openvle_moodle_sync.activities.errors import is_configuration_error_type
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.types import SyncConfig
     from openvle_moodle_sync.models import Role
@@ -118,4 +118,4 @@ def as_run_failure(error: BaseException, doing: str) -> ApplicationError:
 def is_configuration_error(error: BaseException) -> bool:
     """A bad token, a missing function, a wrong URL: no participant can succeed, stop the run."""
     cause = root_cause(error)
-    return isinstance(cause, ApplicationError) and cause.type in CONFIGURATION_ERRORS
+    return isinstance(cause, ApplicationError) and is_configuration_error_type(cause.type)

@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.types import FindUsersInput, MatchKey, PlanInput, PrepareCourseInput, SyncConfig
+    from openvle_moodle_sync.contracts import PROGRESS_QUERY, ErrorType
     from openvle_moodle_sync.models import Event, Participant, Role
 
 from . import ids
@@ -123,7 +124,7 @@ class DeployEvent:
                 f"{result.failed} of {result.total} participants could not be synchronised to Moodle course "
                 f"{course.id}; the others are done. First error: {first.error} Fix the cause, then re-run the "
                 "deployment (python -m starter rerun --event-id ...): it only does what is missing.",
-                result, type="DeploymentIncomplete", non_retryable=True,
+                result, type=ErrorType.DEPLOYMENT_INCOMPLETE, non_retryable=True,
             )
         self._set_stage("done")
         return result
@@ -191,7 +192,7 @@ class DeployEvent:
             + f"; {self._count(SubtaskState.DONE)}/{len(self._status)} participants done"
         )
 
-    @workflow.query
+    @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> Progress:
         counts = {state: self._count(state) for state in SubtaskState}
         return Progress(
