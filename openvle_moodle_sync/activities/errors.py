@@ -61,7 +61,7 @@ def log_failure(error: ApplicationError) -> None:
     info = activity.info()
     outcome = "failed for good" if error.non_retryable else f"attempt {info.attempt} failed, will be retried"
     log.warning("%s %s (workflow %s): %s: %s", info.activity_type, outcome, info.workflow_id, error.type,
-                error.message)
+                " ".join(error.message.split()))
 
 
 def moodle_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

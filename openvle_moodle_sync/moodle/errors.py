@@ -169,7 +169,8 @@ class MoodleApiError(MoodleError):
         self.debuginfo = debuginfo
         self.context = context
         code = errorcode or exception
-        text = f"Moodle API Error [{code}]: {message}"
+        # Shown as one line of plain text (dbconnectionfailed comes as HTML paragraphs); ``message`` keeps it as sent.
+        text = f"Moodle API Error [{code}]: {' '.join(re.sub(r'<[^>]+>', ' ', message).split())}"
         if debuginfo:
             text += f" ({debuginfo.strip()})"
         if function:
