@@ -116,18 +116,21 @@ async def check_moodle(lab: Lab, event: dict[str, Any]) -> dict[str, Any]:
         kind = "welcome" if str(mail.get("subject", "")).lower().startswith("welcome to") else "account"
         for rcpt in mail.get("rcpt_tos", []):
             mails[(str(rcpt).lower(), kind)] += 1
-    # Moodle welcomes every teacher enrolled after the first one (whichever that is), and no student here.
+    # Moodle welcomes every teacher enrolled after the first one (whichever that is), and no student here:
+    # a welcome mail more than that is ours (an enrol call repeated), a problem.
     instructors = [p["email"] for p in event["participants"] if p["role"] == "instructor"]
-    duplicate_mails = {f"{a} {k}": n for (a, k), n in mails.items()
-                       if n > 1 or (k == "welcome" and a not in instructors)}
-    welcomed = sum(1 for (a, k) in mails if k == "welcome" and a in instructors)
-    if welcomed > len(instructors) - 1:
-        duplicate_mails["instructors welcomed"] = welcomed
-    no_account_mail = [p["id"] for p in event["participants"] if mails[(p["email"], "account")] == 0]
-    if duplicate_mails:
-        problems.append(f"mails more than expected: {duplicate_mails}")
-    return {"problems": problems, "duplicate_mails": len(duplicate_mails),
-            "participants_without_account_mail": len(no_account_mail)}
+    extra_welcomes = sum(n for (a, k), n in mails.items() if k == "welcome" and (n > 1 or a not in instructors))
+    extra_welcomes += max(0, sum(1 for (a, k) in mails if k == "welcome" and a in instructors) - (len(instructors) - 1))
+    if extra_welcomes:
+        problems.append(f"{extra_welcomes} welcome mail(s) more than Moodle sends for one enrolment each")
+    # A second "New user account" mail is Moodle's: core_user_create_users mails the password inside its
+    # database transaction, so when the database fails after the mail the account is rolled back and the
+    # retry (which finds no account) creates it again, with a second mail. Counted, not a problem of ours.
+    account_mails_twice = sorted(a for (a, k), n in mails.items() if k == "account" and n > 1)
+    return {"problems": problems, "welcome_mails_extra": extra_welcomes,
+            "account_mails_twice": len(account_mails_twice),
+            "participants_without_account_mail": sum(1 for p in event["participants"]
+                                                     if mails[(p["email"], "account")] == 0)}
 
 
 async def one_run(client: Client, lab: Lab, queue: str, n: int, outage_s: float, run: int, *,
