@@ -1,20 +1,25 @@
 """The worker's log, as operators read it: an expected failure of a business rule is one line with its
-type and message, not a traceback."""
+type and message, not a traceback; a bug keeps its traceback."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
+from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.moodle import MoodleClient
-from tests.conftest import make_settings
+from openvle_moodle_sync.settings import Settings
+from tests.conftest import make_event, make_settings, running_worker
 from tests.proc import Processes, processes_in, worker_env
 
 TOKEN = "log-token"
@@ -48,3 +53,24 @@ async def test_business_failure_is_one_log_line(temporal_env: WorkflowEnvironmen
     assert len(lines) == 1, log
     assert "prepare_course failed for good" in lines[0] and "already uses the short name" in lines[0]
     assert "Traceback" not in log and "Completing activity as failed" not in log, log
+
+
+async def test_a_bug_keeps_its_traceback(client: Client, fake: FakeMoodle, settings: Settings,
+                                         caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected exception in an activity is not one of ours: the SDK logs it with its traceback."""
+
+    async def broken(self: MoodleClient, field: str = "", value: str | int = "") -> list[Any]:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(MoodleClient, "get_courses_by_field", broken)
+    caplog.set_level(logging.INFO)
+    async with running_worker(client, settings, fake):
+        handle = await starter.deploy_event(client, make_event(fake, participants=1), settings=settings)
+        for _ in range(100):
+            if any(r.getMessage().startswith("Completing activity as failed") for r in caplog.records):
+                break
+            await asyncio.sleep(0.1)
+        await handle.terminate("test: the bug was logged")
+    (record, *_) = [r for r in caplog.records if r.getMessage().startswith("Completing activity as failed")]
+    assert record.levelno == logging.WARNING and record.exc_info and isinstance(record.exc_info[1], KeyError)
+    assert not [r for r in caplog.records if r.name == "activities"]  # not logged as an expected failure
