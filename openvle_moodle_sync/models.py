@@ -146,9 +146,6 @@ class Event(BaseModel):
         """The mark this service puts on the event's Moodle course (course idnumber)."""
         return course_idnumber(self.id)
 
-    def participant(self, participant_id: str) -> Participant | None:
-        return next((p for p in self.participants if p.id == participant_id), None)
-
 
 def course_idnumber(event_id: str) -> str:
     """The idnumber that marks a Moodle course as this event's, so no other course is ever taken over."""

@@ -279,11 +279,6 @@ class Settings(BaseSettings):
             )
         return self
 
-    @property
-    def moodle_endpoint(self) -> str:
-        """The REST endpoint; the token never goes into it (it travels in the POST body)."""
-        return f"{self.moodle_url}/webservice/rest/server.php"
-
 
 def _describe(error: ValidationError) -> str:
     lines = []

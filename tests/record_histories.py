@@ -2,8 +2,15 @@
 
     .venv/bin/python -m tests.record_histories
 
-Run it only when a workflow change is meant to be visible to running workflows (guarded by
-`workflow.patched`): keep the old files, add new ones, so both code paths stay tested."""
+Run it when a workflow change is guarded by `workflow.patched`: it adds the histories of the new code
+path and keeps every stored one, so that the old and the new paths both stay tested. One naming rule:
+
+- ``<scenario>.json``: a run that went through no patch (the base code path);
+- ``<scenario>__<patch-id>.json``: a run recorded under a patch; ``<patch-id>`` is the newest patch (in
+  `PATCHES` order) the run went through, and for a child workflow the newest its parent went through.
+
+A file that exists already holds that code path: it is left as it is, never rewritten. Commit only the
+new files."""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ import contextlib
 import json
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from fake_moodle import FakeMoodle
@@ -23,15 +30,49 @@ from tests.conftest import TOKEN, add_moodle_user, make_event, make_settings, ru
 
 HERE = Path(__file__).parent / "histories"
 
+PATCHES: tuple[str, ...] = (
+    "delete-waits-for-deployment",
+    "instructor-accounts-alongside-students",
+    "bulk-user-lookup",
+    "unenrol-action",
+    "event-roster",
+    "deploy-removal-by-action",
+)
+"""Every `workflow.patched` id, in the order they were introduced: add a new one at the end."""
 
-async def save(client: Client, workflow_id: str, name: str) -> None:
+
+def patches_of(history: WorkflowHistory) -> set[str]:
+    """The patch ids whose markers the history holds (the code paths this run went through)."""
+    found = set()
+    for event in history.events:
+        if event.HasField("marker_recorded_event_attributes"):
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_patch":
+                found.add(json.loads(marker.details["patch-data"].payloads[0].data)["id"])
+    unknown = found - set(PATCHES)
+    if unknown:
+        raise SystemExit(f"patch id(s) {sorted(unknown)} are not in PATCHES of tests/record_histories.py: add them "
+                         "at the end, in the order they were introduced")
+    return found
+
+
+def history_file(scenario: str, patches: set[str]) -> Path:
+    """``<scenario>.json``, or ``<scenario>__<newest patch>.json`` for a run recorded under patches."""
+    newest = [patch for patch in PATCHES if patch in patches][-1:]
+    return HERE / (f"{scenario}__{newest[0]}.json" if newest else f"{scenario}.json")
+
+
+async def save(client: Client, workflow_id: str, scenario: str, *, parent: str | None = None) -> None:
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    path = HERE / f"{name}.json"
+    patches = patches_of(history)
+    if parent is not None:  # a child takes its code path from its parent's patches
+        patches |= patches_of(await client.get_workflow_handle(parent).fetch_history())
+    path = history_file(scenario, patches)
     if path.exists():
-        # Histories of older code stay: they prove that runs started before a change still replay.
-        path = HERE / f"{name}-{history.events[0].event_time.ToDatetime():%Y%m%d%H%M%S}.json"
+        print("kept", path.name, "(this code path is stored already)")
+        return
     path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
-    print("recorded", name, len(history.events), "events")
+    print("recorded", path.name, len(history.events), "events")
 
 
 async def main() -> None:
@@ -70,7 +111,7 @@ async def main() -> None:
         big = make_event(fake, participants=620, instructors=10, event_id="rec-3")
         await (await starter.deploy_event(client, big, settings=settings)).result()
         await save(client, "moodle-deploy-rec-3", "deploy_batched")
-        await save(client, "moodle-deploy-rec-3-students-1", "deploy_batch_child")
+        await save(client, "moodle-deploy-rec-3-students-1", "deploy_batch_child", parent="moodle-deploy-rec-3")
     disabled = make_settings(moodle_enabled=False, moodle_url="", moodle_token="")
     async with running_worker(client, disabled, fake):
         await (await starter.deploy_event(client, make_event(fake, 2, event_id="rec-4"), settings=disabled)).result()

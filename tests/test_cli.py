@@ -33,6 +33,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from fake_moodle import FakeMoodle
+from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.starter import cli
 from openvle_moodle_sync.temporal_client import ensure_search_attributes
@@ -119,7 +120,7 @@ async def test_failed_deployment_names_each_failed_participant(client: Client, f
     code, out, err = await run(capsys, "deploy", "--event", write(tmp_path, "e.json", event), "--wait",
                                client=client, settings=settings)
     assert code == 1
-    assert "DeploymentIncomplete" in err and "1 of 3 participants" in err
+    assert ErrorType.DEPLOYMENT_INCOMPLETE in err and "1 of 3 participants" in err
     assert "p-2" in err and "admin" in err  # the table of failed participants, with the error
 
     code, out, _ = await run(capsys, "progress", "--event-id", event["id"], "--json", client=client,

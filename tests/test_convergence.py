@@ -15,8 +15,8 @@ from temporalio.exceptions import ApplicationError
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
-from openvle_moodle_sync.activities.brake import MASS_REMOVAL_BLOCKED
 from openvle_moodle_sync.activities.roster import RosterEntry, RosterState, RosterUpdate
+from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.settings import ConfigError, Settings
 from openvle_moodle_sync.starter import cli
 from openvle_moodle_sync.workflows import EventRoster, ids
@@ -72,7 +72,7 @@ async def test_brake_keeps_everyone_does_the_adds_and_fails_with_the_numbers(cli
     with pytest.raises(WorkflowFailureError) as failure:
         await (await starter.deploy_event(client, with_people(event, three), settings=settings)).result()
     cause = failure.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == MASS_REMOVAL_BLOCKED
+    assert isinstance(cause, ApplicationError) and cause.type == ErrorType.MASS_REMOVAL_BLOCKED
     assert "take 8 of the 10 people" in cause.message and "80%" in cause.message
     assert "--allow-mass-removal" in cause.message and "MOODLE_MAX_REMOVAL_PERCENT=25%" in cause.message
     enrolled = set(fake.site.enrolled(first.course_id))
@@ -89,7 +89,8 @@ async def test_an_empty_list_is_what_the_brake_is_for(client: Client, fake: Fake
     first = await (await starter.deploy_event(client, event, settings=settings)).result()
     with pytest.raises(WorkflowFailureError) as failure:
         await (await starter.deploy_event(client, with_people(event, []), settings=settings)).result()
-    assert isinstance(failure.value.cause, ApplicationError) and failure.value.cause.type == MASS_REMOVAL_BLOCKED
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == ErrorType.MASS_REMOVAL_BLOCKED
     assert len(fake.site.enrolled(first.course_id)) == 4
 
 

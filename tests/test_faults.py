@@ -10,6 +10,7 @@ from temporalio.client import Client, WorkflowFailureError
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
+from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.settings import Settings
 from tests.conftest import add_moodle_course, add_moodle_user, make_event, make_settings, running_worker
 
@@ -106,7 +107,7 @@ async def test_rejected_participant_fails_alone(client: Client, fake: FakeMoodle
     progress = await starter.get_progress(client, event["id"])
     assert progress.state == "failed" and (progress.done, progress.failed) == (3, 1)
     failed = [p for p in progress.participants if p.state == "failed"]
-    assert failed[0].id == "p-2" and failed[0].error_type == "UserConflictError"
+    assert failed[0].id == "p-2" and failed[0].error_type == ErrorType.USER_CONFLICT
 
 
 async def test_bad_token_stops_the_run_with_the_fix(client: Client, fake: FakeMoodle, settings: Settings) -> None:

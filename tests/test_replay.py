@@ -10,8 +10,9 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from openvle_moodle_sync.temporal_client import data_converter
-from openvle_moodle_sync.workflows import ALL_WORKFLOWS
+from openvle_moodle_sync.workflows import ALL_WORKFLOWS, DeployBatch
 from tests.conftest import make_settings
+from tests.record_histories import history_file, patches_of
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -29,3 +30,15 @@ def test_every_workflow_has_a_stored_history() -> None:
 async def test_history_replays(history: WorkflowHistory) -> None:
     replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=data_converter(make_settings()))
     await replayer.replay_workflow(history)
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+def test_history_file_names_follow_the_rule(path: Path) -> None:
+    """``<scenario>.json`` for the base code path, ``<scenario>__<newest patch>.json`` under patches."""
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    scenario, _, named_patch = path.stem.partition("__")
+    patches = patches_of(history)
+    kind = history.events[0].workflow_execution_started_event_attributes.workflow_type.name
+    if not patches and kind == DeployBatch.__temporal_workflow_definition.name:  # type: ignore[attr-defined]
+        patches = {named_patch} if named_patch else set()  # a child is named by its parent's patch
+    assert path == history_file(scenario, patches)

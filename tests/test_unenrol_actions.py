@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
-from openvle_moodle_sync.activities.withdraw import MISSING_FUNCTIONS_ERROR
+from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.workflows.common import root_cause
 from tests.conftest import TOKEN, make_event, make_settings, running_worker
@@ -160,7 +160,7 @@ async def test_remove_roles_without_the_functions_fails_before_any_write(client:
                                                      settings=settings)).result()
         cause = root_cause(failure.value.cause)
         message = str(cause)
-        assert isinstance(cause, ApplicationError) and cause.type == MISSING_FUNCTIONS_ERROR
+        assert isinstance(cause, ApplicationError) and cause.type == ErrorType.MISSING_FUNCTIONS
         assert "core_role_assign_roles and core_role_unassign_roles" in message
         assert "add core_role_assign_roles and core_role_unassign_roles to the service" in message
         with pytest.raises(WorkflowFailureError):

@@ -5,7 +5,6 @@ full syncs such as enrol_database). One rule, used by the deploy and by the plan
 
 from __future__ import annotations
 
-MASS_REMOVAL_BLOCKED = "MassRemovalBlocked"
 """Failure type of a deploy stopped by the brake."""
 
 ALWAYS_ALLOWED = 2

@@ -12,9 +12,11 @@ import asyncio
 import itertools
 import logging
 import re
+from datetime import timedelta
 
 from temporalio import activity
 
+from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.models import Participant, course_idnumber
 from openvle_moodle_sync.moodle.check import available_functions, can_swap_roles
 from openvle_moodle_sync.moodle.client import EnrolledUser, MoodleClient, RoleAssignment, User
@@ -88,11 +90,26 @@ def email_spellings(email: str, *, thorough: bool = False) -> list[str]:
 
 
 class MoodleSyncActivities(WithdrawActivities):
-    """Activities bound to one Moodle client and the worker's settings."""
+    """Activities bound to one Moodle client and the worker's settings.
+
+    Of the settings, only `load_sync_config` reads the ones that shape a run: it records them in the run's
+    history (`SyncConfig`), and the workflows pass them on in each activity's input. So one run uses one set
+    of values from start to end, whichever worker runs which activity. The client carries the connection."""
 
     def __init__(self, moodle: MoodleClient, settings: Settings) -> None:
         self.moodle = moodle
         self.settings = settings
+
+    # Inputs of runs started before an input carried the run's own value hold None there: such runs go on
+    # as they always did, with the worker's setting. Nothing else reads these settings.
+    def _match_field(self, recorded: str | None) -> str:
+        return recorded or self.settings.moodle_user_match_field
+
+    def _user_auth(self, recorded: str | None) -> str:
+        return recorded or self.settings.moodle_user_auth
+
+    def _managed_roles(self, recorded: list[int] | None) -> set[int]:
+        return set(recorded or (self.settings.moodle_instructor_role_id, self.settings.moodle_student_role_id))
 
     # --- configuration -------------------------------------------------------------------------------
 
@@ -111,9 +128,16 @@ class MoodleSyncActivities(WithdrawActivities):
             match_field=s.moodle_user_match_field,
             unenrol_action=s.moodle_unenrol_action,
             max_removal_percent=s.moodle_max_removal_percent,
+            user_auth=s.moodle_user_auth,
         )
 
     # --- courses -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _course_call_timeout() -> float:
+        """The HTTP timeout of a course-wide call: the activity's own start-to-close timeout, which the
+        workflow set from the run's MOODLE_COURSE_TIMEOUT."""
+        return (activity.info().start_to_close_timeout or timedelta(seconds=600)).total_seconds()
 
     async def _course_by(self, field: str, value: str | int) -> dict | None:
         courses = await self.moodle.get_courses_by_field(field, value)
@@ -150,19 +174,19 @@ class MoodleSyncActivities(WithdrawActivities):
                     f"Moodle course {taken['id']} ({taken.get('fullname')!r}) already uses the short name "
                     f"{spec.slug!r} and was not created by openvle-moodle-sync for event {spec.event_id}; it is "
                     "left untouched. Rename or delete that course in Moodle, or give the event another slug.",
-                    "SlugTakenError", course_id=taken["id"], slug=spec.slug,
+                    ErrorType.SLUG_TAKEN, course_id=taken["id"], slug=spec.slug,
                 )
             template = await self._course_by("id", spec.template_course_id)
             if template is None:
                 raise sync_error(
                     f"Template course {spec.template_course_id} does not exist in Moodle. Check the "
                     "environment's moodleCourseId (search courses with `python -m starter courses`).",
-                    "TemplateNotFoundError", template_course_id=spec.template_course_id,
+                    ErrorType.TEMPLATE_NOT_FOUND, template_course_id=spec.template_course_id,
                 )
             activity.heartbeat("duplicating the template")
             copy = await self.moodle.duplicate_course(
                 spec.template_course_id, spec.name, pending_shortname(spec.event_id), template["categoryid"],
-                visible=spec.visible, include_users=False, timeout=self.settings.moodle_course_timeout,
+                visible=spec.visible, include_users=False, timeout=self._course_call_timeout(),
             )
             pending = {"id": copy["id"]}
         warnings = await self.moodle.update_courses(
@@ -174,7 +198,7 @@ class MoodleSyncActivities(WithdrawActivities):
                 f"The copy of the template (Moodle course {pending['id']}) could not take the short name "
                 f"{spec.slug!r}: {error.detail} Free the short name in Moodle or give the event another slug, "
                 "then re-run the deployment; the copy is kept and reused.",
-                "SlugTakenError", course_id=pending["id"], warnings=sorted(error.codes),
+                ErrorType.SLUG_TAKEN, course_id=pending["id"], warnings=sorted(error.codes),
             )
         return CourseRef(id=pending["id"], shortname=spec.slug, created=True)
 
@@ -189,7 +213,7 @@ class MoodleSyncActivities(WithdrawActivities):
     @moodle_errors
     async def delete_course(self, course_id: int) -> bool:
         """Delete the course; False when it was already gone (a retry after a lost response)."""
-        warnings = await self.moodle.delete_courses([course_id], timeout=self.settings.moodle_course_timeout)
+        warnings = await self.moodle.delete_courses([course_id], timeout=self._course_call_timeout())
         codes = {w.warningcode for w in warnings}
         if codes - {"unknowncourseidnumber"}:
             raise MoodleWarningsError(warnings, function="core_course_delete_courses")
@@ -228,6 +252,7 @@ class MoodleSyncActivities(WithdrawActivities):
                 suspended_ids = await self.moodle.get_suspended_user_ids(plan.course_id)
             return suspended_ids
 
+        managed = self._managed_roles(plan.managed_role_ids)
         for key in plan.keys:
             found = by_email.get(key.email.lower()) if plan.match_field == "email" else by_username.get(key.username)
             if found is None:
@@ -235,15 +260,12 @@ class MoodleSyncActivities(WithdrawActivities):
             roles = {r["roleid"] for r in found.get("roles", [])}
             # Another role, no role left (remove_roles) or a suspended enrolment: enrol_user restores it on
             # the same enrolment.
-            managed = roles & self._managed_roles()
-            if managed - {key.role_id} or not managed or found["id"] in await suspended():
+            held = roles & managed
+            if held - {key.role_id} or not held or found["id"] in await suspended():
                 role_changes.append(key.participant_id)
             elif key.role_id in roles:
                 done[key.participant_id] = found["id"]
         return PlanResult(done=done, role_changes=role_changes)
-
-    def _managed_roles(self) -> set[int]:
-        return {self.settings.moodle_instructor_role_id, self.settings.moodle_student_role_id}
 
     async def _roles_of(self, course_id: int, user_id: int) -> set[int] | None:
         """The user's roles in the course, or None when not enrolled."""
@@ -297,7 +319,7 @@ class MoodleSyncActivities(WithdrawActivities):
             raise sync_error(
                 f"Moodle user {spec.user_id} of participant {spec.participant_id} no longer exists in Moodle "
                 f"({error.message}). Re-run the deployment: the user is looked up again.",
-                "MoodleUserMissingError", user_id=spec.user_id,
+                ErrorType.MOODLE_USER_MISSING, user_id=spec.user_id,
             ) from None
         if others and in_place:  # a suspended participant changing role: the old role goes, in place
             await self.moodle.unassign_roles(assignments(others))
@@ -345,9 +367,7 @@ class MoodleSyncActivities(WithdrawActivities):
 
     # --- users ---------------------------------------------------------------------------------------
 
-    async def _lookup(self, participant: Participant, field: str | None = None, *, thorough: bool = False
-                      ) -> User | None:
-        field = field or self.settings.moodle_user_match_field
+    async def _lookup(self, participant: Participant, field: str, *, thorough: bool = False) -> User | None:
         if field == "email":
             # Moodle matches email exactly, but an address that differs only in case is the same person.
             # The usual spellings are asked at once; the thorough look (after Moodle refused to create
@@ -363,15 +383,15 @@ class MoodleSyncActivities(WithdrawActivities):
     @activity.defn
     @moodle_errors
     async def find_user(self, spec: FindUserInput) -> int | None:
-        user = await self._lookup(spec.participant)
+        user = await self._lookup(spec.participant, self._match_field(spec.match_field))
         return user["id"] if user else None
 
     @activity.defn
     @moodle_errors
     async def find_users(self, spec: FindUsersInput) -> FoundUsers:
-        """The accounts of many participants at once, by MOODLE_USER_MATCH_FIELD: one call per
+        """The accounts of many participants at once, by the run's MOODLE_USER_MATCH_FIELD: one call per
         LOOKUP_BATCH participants instead of one per participant."""
-        by_email = self.settings.moodle_user_match_field == "email"
+        by_email = self._match_field(spec.match_field) == "email"
         found: dict[str, int] = {}
         gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
 
@@ -398,14 +418,14 @@ class MoodleSyncActivities(WithdrawActivities):
     @activity.defn
     @moodle_errors
     async def ensure_user(self, spec: EnsureUserInput) -> UserRef:
-        """The participant's Moodle account, created (with MOODLE_USER_AUTH) when none matches."""
+        """The participant's Moodle account, created (with the run's MOODLE_USER_AUTH) when none matches."""
         p = spec.participant
+        match_field, auth = self._match_field(spec.match_field), self._user_auth(spec.user_auth)
         # A retry always looks first: the previous attempt may have created the account.
         if not (spec.known_missing and activity.info().attempt == 1):
-            user = await self._lookup(p)
+            user = await self._lookup(p, match_field)
             if user:
                 return UserRef(user_id=user["id"], created=False)
-        auth = self.settings.moodle_user_auth
         new_user: dict[str, str | int] = {"username": p.username, "firstname": p.first_name, "lastname": p.last_name,
                     "email": p.email, "auth": auth}
         if auth == "manual":
@@ -416,22 +436,23 @@ class MoodleSyncActivities(WithdrawActivities):
         except InvalidParameterError as error:
             # Maybe a parallel run created the account a moment ago, the address exists in another letter
             # case, or the data clashes with another account.
-            user = await self._lookup(p, thorough=True) or await self._same_person_by_username(p)
+            user = (await self._lookup(p, match_field, thorough=True)
+                    or await self._same_person_by_username(p, match_field))
             if user:
                 return UserRef(user_id=user["id"], created=False)
-            raise await self._explain_create_failure(p, error) from None
+            raise await self._explain_create_failure(p, error, match_field, auth) from None
         return UserRef(user_id=created[0]["id"], created=True)
 
-    async def _same_person_by_username(self, p: Participant) -> User | None:
+    async def _same_person_by_username(self, p: Participant, match_field: str) -> User | None:
         """The account with the participant's username, if its email is theirs in another letter case
         (Moodle's API searches emails only exactly, so such an account is found this way)."""
-        if self.settings.moodle_user_match_field != "email":
+        if match_field != "email":
             return None
         user = await self._lookup(p, "username")
         return user if user and str(user.get("email", "")).lower() == p.email.lower() else None
 
-    async def _explain_create_failure(self, p: Participant, error: InvalidParameterError) -> Exception:
-        match_field = self.settings.moodle_user_match_field
+    async def _explain_create_failure(self, p: Participant, error: InvalidParameterError, match_field: str,
+                                      auth: str) -> Exception:
         other_field = "username" if match_field == "email" else "email"
         other = await self._lookup(p, other_field)
         if other:
@@ -440,14 +461,14 @@ class MoodleSyncActivities(WithdrawActivities):
                 f"for {p.label}: Moodle account {other['id']} already has the {other_field} "
                 f"{other.get(other_field)!r} (with {match_field} {other.get(match_field)!r}). Check "
                 "MOODLE_USER_MATCH_FIELD. Do email/username match in both systems?",
-                "UserConflictError", participant_id=p.id, moodle_user_id=other["id"],
+                ErrorType.USER_CONFLICT, participant_id=p.id, moodle_user_id=other["id"],
             )
         return sync_error(
             f"User creation fails for {p.label}: {error.detail} MOODLE_USER_AUTH must match the auth plugin in "
-            f"Moodle (e.g. ldap); it is {self.settings.moodle_user_auth!r}. Otherwise Moodle refused one of the "
+            f"Moodle (e.g. ldap); it is {auth!r}. Otherwise Moodle refused one of the "
             f"participant's values: username {p.username!r}, email {p.email!r} (an account may already use this "
             "address in an unusual letter case, which Moodle's API cannot search for), or the names.",
-            "UserCreationError", participant_id=p.id, errorcode=error.errorcode,
+            ErrorType.USER_CREATION, participant_id=p.id, errorcode=error.errorcode,
         )
 
     def all(self) -> list:

@@ -10,7 +10,11 @@ from openvle_moodle_sync.models import Participant
 @dataclass(frozen=True)
 class SyncConfig:
     """The worker's settings that shape a run, read once per run and kept in its history, so that a
-    settings change on the worker never changes the course of a run that is already going."""
+    settings change on the worker never changes the course of a run that is already going.
+
+    The workflows pass what an activity needs of it in the activity's input: activities never read the
+    worker's live settings (only its connection: URL, token, MOODLE_TIMEOUT). A field added later has a
+    default, so the histories of older runs still decode; None there means "not recorded by this run"."""
 
     enabled: bool
     course_visible: bool = True
@@ -25,6 +29,8 @@ class SyncConfig:
     """MOODLE_UNENROL_ACTION: unenrol, keep, suspend or remove_roles (older runs recorded none: unenrol)."""
     max_removal_percent: float = 25.0
     """MOODLE_MAX_REMOVAL_PERCENT: the mass-removal brake of a deploy (runs recorded before it had it: 25)."""
+    user_auth: str | None = None
+    """MOODLE_USER_AUTH (None: a run recorded before it was kept; the worker's setting then)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class PlanInput:
     course_id: int
     match_field: str
     keys: list[MatchKey]
+    managed_role_ids: list[int] | None = None
+    """The run's instructor and student role ids (None: an older run; the worker's settings then)."""
 
 
 @dataclass(frozen=True)
@@ -76,11 +84,17 @@ class EnsureUserInput:
     participant: Participant
     known_missing: bool = False
     """A bulk look-up just found no account: the first attempt creates it without looking again."""
+    match_field: str | None = None
+    """The run's MOODLE_USER_MATCH_FIELD (None: an older run; the worker's setting then)."""
+    user_auth: str | None = None
+    """The run's MOODLE_USER_AUTH for a new account (None: an older run; the worker's setting then)."""
 
 
 @dataclass(frozen=True)
 class FindUsersInput:
     keys: list[MatchKey]
+    match_field: str | None = None
+    """The run's MOODLE_USER_MATCH_FIELD (None: an older run; the worker's setting then)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,8 @@ class UnenrolInput:
 @dataclass(frozen=True)
 class FindUserInput:
     participant: Participant
+    match_field: str | None = None
+    """The run's MOODLE_USER_MATCH_FIELD (None: an older run; the worker's setting then)."""
 
 
 @dataclass(frozen=True)

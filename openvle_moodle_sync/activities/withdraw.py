@@ -18,13 +18,13 @@ from collections.abc import Awaitable, Callable
 
 from temporalio import activity
 
+from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.moodle.check import available_functions, missing_for_action, missing_for_action_message
 from openvle_moodle_sync.moodle.client import EnrolledUser, Enrolment, MoodleClient, RoleAssignment
 
 from .errors import moodle_errors, sync_error
 from .types import UnenrolInput, WithdrawInput, WithdrawResult, WithdrawUsersInput
 
-MISSING_FUNCTIONS_ERROR = "MissingFunctionsError"
 """Error type of a run whose MOODLE_UNENROL_ACTION needs functions the token lacks (raised before any write)."""
 
 WITHDRAW_BATCH = 500
@@ -47,7 +47,7 @@ class WithdrawActivities:
         """Fail, before any write, when the token lacks a function the action needs."""
         missing = missing_for_action(action, available_functions(await self.moodle.get_site_info()))
         if missing:
-            raise sync_error(missing_for_action_message(action, missing), MISSING_FUNCTIONS_ERROR,
+            raise sync_error(missing_for_action_message(action, missing), ErrorType.MISSING_FUNCTIONS,
                              action=action, missing=missing)
 
     @activity.defn
@@ -101,7 +101,7 @@ class WithdrawActivities:
                 activity.heartbeat(start)
             return sum(1 for held in roles.values() if held)
         raise sync_error(f"Unknown MOODLE_UNENROL_ACTION {action!r}: use unenrol, keep, suspend or remove_roles.",
-                         "ConfigurationError", action=action)
+                         ErrorType.INVALID_SETTING, action=action)
 
     async def _unenrol(self, course_id: int, user_ids: list[int]) -> int:
         return await self.unenrol_users(UnenrolInput(course_id=course_id, user_ids=user_ids))

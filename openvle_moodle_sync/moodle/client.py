@@ -25,7 +25,7 @@ from .errors import (
     api_error_from_body,
     redact,
 )
-from .protocol import encode_params, is_exception_body
+from .protocol import ENDPOINT_PATH, encode_params, is_exception_body
 
 
 def redact_body(body: dict[str, Any], token: str) -> dict[str, Any]:
@@ -34,7 +34,6 @@ def redact_body(body: dict[str, Any], token: str) -> dict[str, Any]:
 
 log = logging.getLogger("moodle.client")
 
-ENDPOINT_PATH = "/webservice/rest/server.php"
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 

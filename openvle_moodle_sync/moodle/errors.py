@@ -14,21 +14,45 @@ errors never quote, and `redact` scrubs it from anything Moodle echoes back.
         ├── InvalidTokenError      [invalidtoken]
         ├── AccessDeniedError      [accessexception]: function missing from the token's service
         ├── InvalidParameterError  [invalidparameter]
-        └── MoodlePHPError         TypeError/Error bodies, which carry no errorcode
+        ├── MoodleDatabaseError    Moodle's database failed: [dml*], [dbconnectionfailed], or a PHP error
+        │                          of the database driver (``pg_num_rows(): ...``)            (retryable)
+        └── MoodlePHPError         other TypeError/Error bodies, which carry no errorcode
     MoodleWarningsError            warnings inside a success body (update/delete courses)
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 # Errorcodes where Moodle itself was in trouble, not the request: a retry can succeed.
-_RETRYABLE_CODES = frozenset(
-    {"dmlreadexception", "dmlwriteexception", "dbconnectionfailed", "sitemaintenance", "upgraderunning",
-     "dmltransactionexception", "cannotlock", "locktimeout"}
-)
+_RETRYABLE_CODES = frozenset({"sitemaintenance", "upgraderunning", "cannotlock", "locktimeout"})
+
+# Moodle's exceptions for a database that failed (as seen on Moodle 4.5 with its PostgreSQL stopped:
+# dml_connection_exception [dbconnectionfailed] at bootstrap, dml_read_exception [dmlreadexception] and
+# dml_write_exception [dmlwriteexception] mid-request). Not dml_missing_record_exception [invalidrecord] or
+# dml_multiple_records_exception: those are about the data, and a retry cannot fix them.
+_DATABASE_EXCEPTIONS = frozenset({"dml_connection_exception", "dml_read_exception", "dml_write_exception",
+                                  "dml_transaction_exception", "dml_sessionwait_exception"})
+_DATABASE_CODES = frozenset({"dbconnectionfailed", "sessionwaiterr"})
+
+# A PHP error raised inside a database extension's function: the connection went away mid-request and the
+# driver got no result (Moodle 4.5: ``pg_num_rows(): Argument #1 ($result) must be of type PgSql\Result,
+# bool given``). PHP names the function first: pg_*, mysqli_* / mysqli::*, sqlsrv_*, oci_*, PDO::*.
+_DATABASE_DRIVER_ERROR = re.compile(r"^\s*(?:(?:pg|mysqli|sqlsrv|oci)_\w+\(\)|(?:mysqli|PDO\w*)::\w+\(\))")
+
+
+def is_database_failure(exception: str, errorcode: str | None, message: str) -> bool:
+    """Whether a Moodle exception body says that Moodle's database failed (not that the request is bad)."""
+    if errorcode:
+        return errorcode.startswith("dml") or errorcode in _DATABASE_CODES or exception in _DATABASE_EXCEPTIONS
+    return exception in _DATABASE_EXCEPTIONS or bool(_DATABASE_DRIVER_ERROR.match(message))
+
+
+DATABASE_FIX = ("Moodle's database failed during the call; it is retried until the database answers again. "
+                "If this lasts, check Moodle's database server.")
 
 # The fix shown after each errorcode (the guide's troubleshooting table, then the codes seen on Moodle 4.5).
 FIXES: dict[str, str] = {
@@ -145,7 +169,8 @@ class MoodleApiError(MoodleError):
         self.debuginfo = debuginfo
         self.context = context
         code = errorcode or exception
-        text = f"Moodle API Error [{code}]: {message}"
+        # Shown as one line of plain text (dbconnectionfailed comes as HTML paragraphs); ``message`` keeps it as sent.
+        text = f"Moodle API Error [{code}]: {' '.join(re.sub(r'<[^>]+>', ' ', message).split())}"
         if debuginfo:
             text += f" ({debuginfo.strip()})"
         if function:
@@ -153,8 +178,12 @@ class MoodleApiError(MoodleError):
         if context:
             text += f" ({context})"
         text += "."
-        self.retryable = code in _RETRYABLE_CODES
-        super().__init__(text, function=function, fix=FIXES.get(code))
+        # A subclass may be retryable as a whole (MoodleDatabaseError); otherwise the errorcode decides.
+        self.retryable = type(self).retryable or code in _RETRYABLE_CODES
+        super().__init__(text, function=function, fix=self.default_fix or FIXES.get(code))
+
+    default_fix: str | None = None
+    """The fix of every error of this class, whatever its errorcode (None: by errorcode, `FIXES`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"exception": self.exception, "errorcode": self.errorcode, "message": self.message}
@@ -172,8 +201,18 @@ class InvalidParameterError(MoodleApiError):
     """[invalidparameter]: Moodle rejected a value; ``debuginfo`` says which when site debugging is on."""
 
 
+class MoodleDatabaseError(MoodleApiError):
+    """Moodle's database failed during the call (`is_database_failure`): an outage, so retried like one.
+
+    Keeps Moodle's exception, errorcode (None for a driver's PHP error) and message."""
+
+    retryable = True
+    default_fix = DATABASE_FIX
+
+
 class MoodlePHPError(MoodleApiError):
-    """A PHP TypeError/Error inside Moodle (no errorcode); on enrol it means the user does not exist."""
+    """A PHP TypeError/Error inside Moodle (no errorcode) that is not the database's; on enrol it means the
+    user does not exist."""
 
 
 _BY_CODE: dict[str, type[MoodleApiError]] = {
@@ -185,12 +224,19 @@ _BY_CODE: dict[str, type[MoodleApiError]] = {
 
 def api_error_from_body(body: dict[str, Any], *, function: str | None = None) -> MoodleApiError:
     """The error for a Moodle exception body."""
-    errorcode = body.get("errorcode")
-    cls = _BY_CODE.get(str(errorcode), MoodleApiError) if errorcode else MoodlePHPError
+    exception, message = str(body.get("exception", "")), str(body.get("message", ""))
+    errorcode = str(body["errorcode"]) if body.get("errorcode") else None
+    cls: type[MoodleApiError]
+    if is_database_failure(exception, errorcode, message):
+        cls = MoodleDatabaseError
+    elif errorcode:
+        cls = _BY_CODE.get(errorcode, MoodleApiError)
+    else:
+        cls = MoodlePHPError
     return cls(
-        exception=str(body.get("exception", "")),
-        errorcode=str(errorcode) if errorcode else None,
-        message=str(body.get("message", "")),
+        exception=exception,
+        errorcode=errorcode,
+        message=message,
         debuginfo=body.get("debuginfo"),
         function=function,
     )

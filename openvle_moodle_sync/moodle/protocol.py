@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+ENDPOINT_PATH = "/webservice/rest/server.php"
+"""Moodle's REST endpoint, below the site root (MOODLE_URL)."""
+
 
 def _scalar(value: Any) -> str:
     if isinstance(value, bool):

@@ -27,6 +27,7 @@ from temporalio.common import (
 from temporalio.service import RPCError
 
 from openvle_moodle_sync.activities.plan_types import EventPlan, PlanRequest
+from openvle_moodle_sync.contracts import REQUEST_SIGNAL
 from openvle_moodle_sync.models import Event, Participant, parse_event, parse_participant
 from openvle_moodle_sync.moodle import client_from_settings
 from openvle_moodle_sync.settings import Settings, get_settings
@@ -109,7 +110,7 @@ async def _change(client: Client, action: Action, event: EventLike, participant:
     # Signal-with-start: changes of one participant queue in one workflow and never race.
     return await client.start_workflow(
         ChangeParticipant.run, change, id=ids.participant_id(ev.id, p.id), task_queue=_queue(settings),
-        start_signal="request", start_signal_args=[change], search_attributes=_attributes(ev.id),
+        start_signal=REQUEST_SIGNAL, start_signal_args=[change], search_attributes=_attributes(ev.id),
         static_summary=f"{action.capitalize()} participant {p.id} of event {ev.id}",
         id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
     )
@@ -202,7 +203,7 @@ async def _changes_since(client: Client, event_id: str, since: datetime) -> list
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
         requested = [e.workflow_execution_signaled_event_attributes.input for e in history.events
                      if e.HasField("workflow_execution_signaled_event_attributes")
-                     and e.workflow_execution_signaled_event_attributes.signal_name == "request"]
+                     and e.workflow_execution_signaled_event_attributes.signal_name == REQUEST_SIGNAL]
         if requested:
             (change,) = await client.data_converter.decode(requested[-1].payloads, [ChangeRequest])
             changes.append(change)

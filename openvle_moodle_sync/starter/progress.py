@@ -30,7 +30,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError
 
-from openvle_moodle_sync.activities.errors import CONFIGURATION_ERRORS
+from openvle_moodle_sync.activities.errors import is_configuration_error_type
 from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
 from openvle_moodle_sync.activities.types import (
     CourseRef,
@@ -41,6 +41,7 @@ from openvle_moodle_sync.activities.types import (
     PlanResult,
     UserRef,
 )
+from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.workflows import DeployBatch, DeployEvent, ids
 from openvle_moodle_sync.workflows.types import BatchResult, DeployInput, DeployResult, ParticipantOutcome, SubtaskState
 from openvle_moodle_sync.workflows.types import Progress as LiveProgress
@@ -431,10 +432,10 @@ _DEPLOY_RESULT = TypeAdapter(DeployResult)
 
 def next_step(kind: str, again: str) -> str:
     """What to do after a run failed with error type ``kind``; ``again`` is the command that retries it."""
-    if kind in CONFIGURATION_ERRORS:
+    if is_configuration_error_type(kind):
         return ("The worker's Moodle settings are wrong (see the message): fix them where the worker runs (for "
                 f"a token: set MOODLE_TOKEN on the worker), restart the worker, then: {again}")
-    if kind == "DeploymentIncomplete":
+    if kind == ErrorType.DEPLOYMENT_INCOMPLETE:
         return f"Fix the cause named in each failed participant's error, then: {again} (it only does what is missing)"
     return f"Fix the cause named in the message, then: {again} (it only does what is missing)"
 

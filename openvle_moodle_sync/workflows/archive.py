@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
         UnenrolInput,
         WithdrawUsersInput,
     )
+    from openvle_moodle_sync.contracts import PROGRESS_QUERY
     from openvle_moodle_sync.models import Role
     from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
 
@@ -109,7 +110,7 @@ class ArchiveEvent:
         self._stage = stage
         workflow.set_current_details(f"Event {self._result.event_id} archive: {stage}")
 
-    @workflow.query
+    @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> Progress:
         r = self._result
         return Progress(workflow_id=workflow.info().workflow_id, kind="archive", event_id=r.event_id,

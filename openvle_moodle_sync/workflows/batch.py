@@ -13,6 +13,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.types import EnrolInput, EnsureUserInput
+    from openvle_moodle_sync.contracts import PROGRESS_QUERY
     from openvle_moodle_sync.models import Participant, Role
 
 from .common import describe, is_configuration_error, per_user
@@ -44,7 +45,8 @@ async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutc
             if user_id is None:
                 user = await workflow.execute_activity_method(
                     MoodleSyncActivities.ensure_user,
-                    EnsureUserInput(participant=p, known_missing=batch.looked_up), **options
+                    EnsureUserInput(participant=p, known_missing=batch.looked_up, match_field=batch.match_field,
+                                    user_auth=batch.user_auth), **options
                 )
                 user_id, outcome.user_created = user.user_id, user.created
             outcome.moodle_user_id = user_id
@@ -98,6 +100,6 @@ class DeployBatch:
         await sync_participants(batch, self._status)
         return BatchResult(participants=list(self._status.values()))
 
-    @workflow.query
+    @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> list[ParticipantOutcome]:
         return list(self._status.values())

@@ -16,10 +16,10 @@ with workflow.unsafe.imports_passed_through():
         UnenrolInput,
         WithdrawInput,
     )
-    from openvle_moodle_sync.models import Role
+    from openvle_moodle_sync.contracts import PROGRESS_QUERY, REQUEST_SIGNAL, ErrorType
     from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
 
-from .common import checked, load_config, quick, skip_reason, wait_for_deployment
+from .common import checked, load_config, quick, role_ids, skip_reason, wait_for_deployment
 from .roster import ROSTER_PATCH, record_roster
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
 
@@ -42,7 +42,7 @@ class ChangeParticipant:
         self._stage = "starting"
         self._event_id = ""
 
-    @workflow.signal
+    @workflow.signal(name=REQUEST_SIGNAL)
     def request(self, change: ChangeRequest) -> None:
         self._requests.append(change)
 
@@ -68,7 +68,7 @@ class ChangeParticipant:
                 f"Event {first.event_id} has no Moodle course yet (no course carries its mark), so participant "
                 f"{first.participant.id} cannot be {'enrolled' if first.action == Action.ADD else 'unenrolled'}. "
                 "Deploy the event first (python -m starter deploy).",
-                type="EventNotDeployedError", non_retryable=True,
+                type=ErrorType.EVENT_NOT_DEPLOYED, non_retryable=True,
             )
         # Apply only the latest wish: earlier ones still queued are superseded by it.
         while self._requests:
@@ -89,9 +89,11 @@ class ChangeParticipant:
         outcome = ChangeOutcome(action=change.action, participant_id=p.id, course_id=course_id)
         if change.action == Action.ADD:
             user = await workflow.execute_activity_method(
-                MoodleSyncActivities.ensure_user, EnsureUserInput(participant=p), **quick(config)
+                MoodleSyncActivities.ensure_user,
+                EnsureUserInput(participant=p, match_field=config.match_field, user_auth=config.user_auth),
+                **quick(config),
             )
-            roles = {Role.STUDENT: config.student_role_id, Role.INSTRUCTOR: config.instructor_role_id}
+            roles = role_ids(config)
             enrolled = await workflow.execute_activity_method(
                 MoodleSyncActivities.enrol_user,
                 EnrolInput(course_id=course_id, user_id=user.user_id, role_id=roles[p.role],
@@ -108,7 +110,8 @@ class ChangeParticipant:
             await self._withdraw(change, outcome, config)
         else:
             user_id = await workflow.execute_activity_method(
-                MoodleSyncActivities.find_user, FindUserInput(participant=p), **quick(config)
+                MoodleSyncActivities.find_user, FindUserInput(participant=p, match_field=config.match_field),
+                **quick(config),
             )
             outcome.moodle_user_id = user_id
             if user_id is None:
@@ -138,7 +141,7 @@ class ChangeParticipant:
         if user_id is None:
             outcome.note = "no matching Moodle account: nothing to take away"
             return
-        roles = {Role.STUDENT: config.student_role_id, Role.INSTRUCTOR: config.instructor_role_id}
+        roles = role_ids(config)
         withdrawn = await workflow.execute_activity_method(
             MoodleSyncActivities.withdraw_user,
             WithdrawInput(course_id=outcome.course_id or 0, user_id=user_id, role_id=roles[p.role],
@@ -157,7 +160,7 @@ class ChangeParticipant:
         elif change.action == Action.REMOVE:
             await record_roster(change.event_id, RosterUpdate(drop=[p.id]), config)
 
-    @workflow.query
+    @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> Progress:
         return Progress(workflow_id=workflow.info().workflow_id, kind="participant", event_id=self._event_id,
                         stage=self._stage, total=1, done=len(self._applied))

@@ -13,9 +13,10 @@ from . import ids
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.deployment_watch import DeploymentWatch
-    from openvle_moodle_sync.activities.errors import CONFIGURATION_ERRORS
+    from openvle_moodle_sync.activities.errors import is_configuration_error_type
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.types import SyncConfig
+    from openvle_moodle_sync.models import Role
 
 
 class ActivityOptions(TypedDict):
@@ -39,6 +40,11 @@ async def load_config() -> SyncConfig:
     return await workflow.execute_local_activity_method(
         MoodleSyncActivities.load_sync_config, start_to_close_timeout=timedelta(seconds=10)
     )
+
+
+def role_ids(config: SyncConfig) -> dict[str, int]:
+    """The run's Moodle role id of each OpenVLE role."""
+    return {Role.STUDENT: config.student_role_id, Role.INSTRUCTOR: config.instructor_role_id}
 
 
 def skip_reason(config: SyncConfig, moodle_course_id: int | None) -> str | None:
@@ -112,4 +118,4 @@ def as_run_failure(error: BaseException, doing: str) -> ApplicationError:
 def is_configuration_error(error: BaseException) -> bool:
     """A bad token, a missing function, a wrong URL: no participant can succeed, stop the run."""
     cause = root_cause(error)
-    return isinstance(cause, ApplicationError) and cause.type in CONFIGURATION_ERRORS
+    return isinstance(cause, ApplicationError) and is_configuration_error_type(cause.type)

@@ -11,7 +11,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from openvle_moodle_sync.activities.brake import MASS_REMOVAL_BLOCKED, brake_holds, brake_message
+    from openvle_moodle_sync.activities.brake import brake_holds, brake_message
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.roster import RosterEntry, RosterUpdate
     from openvle_moodle_sync.activities.types import (
@@ -22,11 +22,12 @@ with workflow.unsafe.imports_passed_through():
         PrepareCourseInput,
         SyncConfig,
     )
+    from openvle_moodle_sync.contracts import PROGRESS_QUERY, ErrorType
     from openvle_moodle_sync.models import Event, Participant, Role
 
 from . import ids
 from .batch import BATCH_SIZE, BATCHES_AT_ONCE, DeployBatch, sync_participants
-from .common import as_run_failure, load_config, skip_reason, slow
+from .common import as_run_failure, load_config, role_ids, skip_reason, slow
 from .roster import ROSTER_PATCH, read_roster, record_roster
 from .types import (
     BatchInput,
@@ -68,7 +69,7 @@ class SyncPlan:
             role_ids=role_ids(config), fresh_course=self.course.created,
             role_changes=[p.id for p in participants if p.id in self.role_changes],
             known_users={p.id: self.accounts.known[p.id] for p in participants if p.id in self.accounts.known},
-            looked_up=self.accounts.looked_up,
+            looked_up=self.accounts.looked_up, match_field=config.match_field, user_auth=config.user_auth,
             sync_timeout_s=config.sync_timeout_s, retry_max_interval_s=config.retry_max_interval_s,
         )
 
@@ -155,7 +156,7 @@ class DeployEvent:
             MoodleSyncActivities.plan_deployment,
             PlanInput(course_id=course.id, match_field=config.match_field, keys=[
                 MatchKey(p.id, p.username, p.email, role_ids(config)[p.role]) for p in event.participants
-            ]),
+            ], managed_role_ids=list(role_ids(config).values())),
             **slow(config),
         )
         for participant_id, user_id in plan.done.items():
@@ -171,7 +172,8 @@ class DeployEvent:
         self._set_stage("looking up the participants' Moodle accounts")
         found = await workflow.execute_activity_method(
             MoodleSyncActivities.find_users,
-            FindUsersInput(keys=[MatchKey(p.id, p.username, p.email, 0) for p in todo]),
+            FindUsersInput(keys=[MatchKey(p.id, p.username, p.email, 0) for p in todo],
+                           match_field=config.match_field),
             **slow(config),
         )
         return Accounts(known=found.user_ids, looked_up=True)
@@ -271,11 +273,11 @@ class DeployEvent:
                 f"{course.id}; the others are done. First error: {first.error} Fix the cause, then re-run the "
                 "deployment (python -m starter rerun --event-id ...): it only does what is missing."
                 + (f" Also: {brake}" if brake else ""),
-                result, type="DeploymentIncomplete", non_retryable=True,
+                result, type=ErrorType.DEPLOYMENT_INCOMPLETE, non_retryable=True,
             )
         if brake:
             self._set_stage(f"stopped by the mass-removal brake: {convergence.blocked} people kept")
-            raise ApplicationError(brake, result, type=MASS_REMOVAL_BLOCKED, non_retryable=True)
+            raise ApplicationError(brake, result, type=ErrorType.MASS_REMOVAL_BLOCKED, non_retryable=True)
         self._set_stage("done")
         return result
 
@@ -299,7 +301,7 @@ class DeployEvent:
             + f"; {self._count(SubtaskState.DONE)}/{len(self._status)} participants done"
         )
 
-    @workflow.query
+    @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> Progress:
         counts = {state: self._count(state) for state in SubtaskState}
         return Progress(
@@ -309,7 +311,3 @@ class DeployEvent:
             running=counts[SubtaskState.RUNNING], pending=counts[SubtaskState.PENDING],
             participants=list(self._status.values()), batches_running=list(self._batches_running),
         )
-
-
-def role_ids(config: SyncConfig) -> dict[str, int]:
-    return {Role.STUDENT: config.student_role_id, Role.INSTRUCTOR: config.instructor_role_id}

@@ -87,6 +87,10 @@ class BatchInput:
     """participant id -> Moodle user id found by the deployment's bulk look-up (no look-up needed)."""
     looked_up: bool = False
     """True when the bulk look-up ran: a participant missing from ``known_users`` has no account yet."""
+    match_field: str | None = None
+    """The run's MOODLE_USER_MATCH_FIELD (None: a batch started before it was passed on)."""
+    user_auth: str | None = None
+    """The run's MOODLE_USER_AUTH (None: a batch started before it was passed on)."""
 
 
 @dataclass

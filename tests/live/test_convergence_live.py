@@ -11,8 +11,8 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from openvle_moodle_sync import starter
-from openvle_moodle_sync.activities.brake import MASS_REMOVAL_BLOCKED
 from openvle_moodle_sync.activities.plan_types import CourseAction, DriftKind
+from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.moodle import MoodleClient
 from tests.live.conftest import LIVE, PASSWORD, Live, MailLog, RecordingTransport, live_settings, live_worker
 
@@ -93,7 +93,7 @@ async def test_deploy_converges_with_brake_and_plan(client: Client, live: Live, 
         with pytest.raises(WorkflowFailureError) as failure:
             await (await starter.deploy_event(client, three, settings=settings)).result()
         cause = failure.value.cause
-        assert isinstance(cause, ApplicationError) and cause.type == MASS_REMOVAL_BLOCKED
+        assert isinstance(cause, ApplicationError) and cause.type == ErrorType.MASS_REMOVAL_BLOCKED
         assert "take 6 of the 8 people" in cause.message and "75%" in cause.message
         assert "--allow-mass-removal" in cause.message
         assert set(await enrolled(moodle, course)) == names([*ten[:8], newcomer, hand])

@@ -12,6 +12,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from openvle_moodle_sync import starter
+from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.models import course_idnumber, parse_participant
 from openvle_moodle_sync.moodle import MoodleClient
 from tests.live.conftest import LIVE, PASSWORD, Live, MailLog, addresses, live_settings, live_worker
@@ -167,18 +168,18 @@ async def test_participant_moodle_rejects_fails_alone(client: Client, live: Live
         with pytest.raises(WorkflowFailureError) as failure:
             await handle.result()
         cause = failure.value.cause
-        assert isinstance(cause, ApplicationError) and cause.type == "DeploymentIncomplete"
+        assert isinstance(cause, ApplicationError) and cause.type == ErrorType.DEPLOYMENT_INCOMPLETE
         progress = await starter.get_progress(client, event["id"])
         assert progress.course_id is not None
         live.made_courses.add(progress.course_id)
         states = {p.id: p for p in progress.participants}
         assert progress.state == "failed"
         assert (states["p-0"].state, states["p-1"].state) == ("done", "done")
-        assert states["p-clash"].state == "failed" and states["p-clash"].error_type == "UserConflictError"
+        assert states["p-clash"].state == "failed" and states["p-clash"].error_type == ErrorType.USER_CONFLICT
         assert token_user in (states["p-clash"].error or "")
         if model_accepts_long_email:
             assert states["p-longmail"].state == "failed"
-            assert states["p-longmail"].error_type == "UserCreationError"
+            assert states["p-longmail"].error_type == ErrorType.USER_CREATION
         assert progress.failed == len(participants) - 2 and progress.done == 2
 
         roles = await enrolled_roles(moodle, progress.course_id)

@@ -28,7 +28,7 @@ from temporalio.worker import Worker
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
-from openvle_moodle_sync.activities.withdraw import MISSING_FUNCTIONS_ERROR
+from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.moodle import MoodleClient, MoodleError
 from openvle_moodle_sync.moodle.check import check_connection, missing_for_action_message
 from openvle_moodle_sync.moodle.errors import MoodleApiError
@@ -337,7 +337,7 @@ async def test_remove_roles_with_the_14_functions_fails_before_any_write(client:
             await (await starter.remove_participant(client, event, event["participants"][1],
                                                      settings=settings)).result()
         cause = root_cause(failure.value.cause)
-        assert isinstance(cause, ApplicationError) and cause.type == MISSING_FUNCTIONS_ERROR
+        assert isinstance(cause, ApplicationError) and cause.type == ErrorType.MISSING_FUNCTIONS
         assert cause.message == missing_for_action_message("remove_roles", report.missing_for_action)  # doctor's words
         assert "add core_role_assign_roles and core_role_unassign_roles to the service" in cause.message
         assert "core_webservice_get_site_info" in calls.functions(mark)

@@ -1,0 +1,42 @@
+"""The names other processes rely on: the error types of failed activities and runs, and the query and the
+signal of the workflows. Workflows, activities, the starter, the CLI and the tests use these symbols, never
+the strings, so that a name cannot drift between the side that raises or serves and the side that reads.
+
+The failures of Moodle calls carry their client error's class name as type (`MoodleError` subclasses,
+e.g. ``InvalidTokenError``): match them with the class (``InvalidTokenError.__name__``)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorType(StrEnum):
+    """Types of the expected, non-retryable failures this service raises itself (business rules)."""
+
+    SLUG_TAKEN = "SlugTakenError"
+    """Another Moodle course, not made for this event, uses the event's slug."""
+    TEMPLATE_NOT_FOUND = "TemplateNotFoundError"
+    """The event's moodle_course_id names no Moodle course."""
+    USER_CONFLICT = "UserConflictError"
+    """The participant matches no account, and another account holds their other identifier."""
+    USER_CREATION = "UserCreationError"
+    """Moodle refused to create the participant's account."""
+    MOODLE_USER_MISSING = "MoodleUserMissingError"
+    """The participant's Moodle account was deleted during the run."""
+    EVENT_NOT_DEPLOYED = "EventNotDeployedError"
+    """A participant change for an event whose course does not exist."""
+    DEPLOYMENT_INCOMPLETE = "DeploymentIncomplete"
+    """A deployment that finished with failed participants (the run's result is in the failure's details)."""
+    MASS_REMOVAL_BLOCKED = "MassRemovalBlocked"
+    """A deploy would take away too many of the people it enrolled (MOODLE_MAX_REMOVAL_PERCENT): nobody went."""
+    INVALID_SETTING = "InvalidSettingError"
+    """A run recorded a setting value this worker does not know (say, a newer MOODLE_UNENROL_ACTION)."""
+    MISSING_FUNCTIONS = "MissingFunctionsError"
+    """The token's service lacks a function MOODLE_UNENROL_ACTION needs; checked before any write."""
+
+
+PROGRESS_QUERY = "progress"
+"""The query every workflow answers with its progress (DeployBatch: its participants' outcomes)."""
+
+REQUEST_SIGNAL = "request"
+"""The signal that brings a `ChangeRequest` to a participant's `ChangeParticipant` workflow."""

@@ -1,0 +1,85 @@
+"""A run keeps the settings it recorded when it started (SyncConfig), whichever worker runs its activities:
+the match field, the auth plugin and the managed roles come from the run, not from the worker's settings."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
+
+from fake_moodle import FakeMoodle
+from openvle_moodle_sync import starter
+from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
+from openvle_moodle_sync.activities.types import EnsureUserInput, MatchKey, PlanInput
+from openvle_moodle_sync.models import parse_event, parse_participant
+from openvle_moodle_sync.temporal_client import data_converter
+from openvle_moodle_sync.workflows import ChangeParticipant, DeployEvent, ids
+from openvle_moodle_sync.workflows.types import DeployInput
+from tests.conftest import add_moodle_user, make_event, make_settings, moodle_for, running_worker
+
+
+async def test_a_run_keeps_its_settings_when_another_worker_takes_over(client: Client, fake: FakeMoodle) -> None:
+    """Two changes start on a worker matching by username and creating LDAP accounts, wait for a deployment,
+    and finish on a worker set to email and manual: the run's values still decide."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    first = make_settings(temporal_task_queue=queue, moodle_user_match_field="username", moodle_user_auth="ldap")
+    later = make_settings(temporal_task_queue=queue, moodle_user_match_field="email", moodle_user_auth="manual")
+    event = make_event(fake, participants=2)
+    # Known by username only: Moodle has this account with another address.
+    known = {"id": "p-known", "username": f"known-{event['id']}", "email": f"known-{event['id']}@example.com",
+             "first_name": "Kim", "last_name": "Known", "role": "student"}
+    account = await add_moodle_user(fake, username=known["username"], email="kim.elsewhere@example.org",
+                                    firstname="Kim", lastname="Known")
+    new = {"id": "p-new", "username": f"new-{event['id']}", "email": f"new-{event['id']}@example.com",
+           "first_name": "Nia", "last_name": "New", "role": "student"}
+
+    async with running_worker(client, first, fake):
+        await (await starter.deploy_event(client, event, settings=first)).result()
+        # A deployment of the event that runs on (nobody polls its queue): the changes wait for it.
+        blocker = await client.start_workflow(
+            DeployEvent.run, DeployInput(event=parse_event(event)), id=ids.deploy_id(event["id"]),
+            task_queue=f"nobody-{uuid.uuid4().hex[:8]}")
+        handles = [await starter.add_participant(client, event, p, settings=first) for p in (known, new)]
+        for handle in handles:
+            for _ in range(100):
+                if "waiting" in (await handle.query(ChangeParticipant.progress)).stage:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the change never started waiting for the deployment")
+    async with running_worker(client, later, fake):
+        await blocker.terminate("test: the deployment is over")
+        known_result, new_result = [await asyncio.wait_for(h.result(), 60) for h in handles]
+
+    assert known_result.applied[-1].moodle_user_id == account.id  # matched by username, as the run recorded
+    created = fake.site.user_by_username(new["username"])
+    assert created is not None and new_result.applied[-1].moodle_user_id == created.id
+    assert created.auth == "ldap"  # the run's MOODLE_USER_AUTH, not the later worker's "manual"
+
+
+async def test_plan_uses_the_runs_managed_roles(fake: FakeMoodle) -> None:
+    """A user holding the run's other managed role (4 here) needs a role change, whatever the worker says."""
+    event = make_event(fake, participants=1, instructors=0)
+    user = await add_moodle_user(fake, username="plan-user", email="plan-user@example.com", firstname="P",
+                                 lastname="U")
+    worker_settings = make_settings()  # roles 3 and 5
+    async with moodle_for(fake, worker_settings) as moodle:
+        course_id = fake.site.template_course_id
+        await moodle.enrol_users([{"roleid": 4, "userid": user.id, "courseid": course_id}])
+        activities = MoodleSyncActivities(moodle, worker_settings)
+        key = MatchKey("p-0", "plan-user", "plan-user@example.com", 5)
+        plan = await ActivityEnvironment().run(activities.plan_deployment, PlanInput(
+            course_id=course_id, match_field="email", keys=[key], managed_role_ids=[4, 5]))
+    assert plan.role_changes == ["p-0"], event["id"]
+
+
+def test_inputs_of_older_runs_still_decode() -> None:
+    """An activity input recorded before the run's settings were passed in has none of the new fields."""
+    converter = data_converter(make_settings())
+    old = converter.payload_converter.to_payloads([{"participant": parse_participant({
+        "id": "p-1", "username": "alice", "email": "alice@example.com", "first_name": "A", "last_name": "S",
+        "role": "student"}).model_dump(mode="json"), "known_missing": True}])
+    (decoded,) = converter.payload_converter.from_payloads(old, [EnsureUserInput])
+    assert decoded.known_missing and decoded.match_field is None and decoded.user_auth is None
