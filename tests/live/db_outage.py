@@ -112,10 +112,12 @@ async def check_moodle(lab: Lab, event: dict[str, Any]) -> dict[str, Any]:
         if wrong or len(roles) != len(event["participants"]):
             problems.append(f"enrolments: {len(wrong)} wrong or missing, {len(roles)} enrolled")
     mails: Counter[tuple[str, str]] = Counter()
-    for mail in lab.mails():
+    people = {p["email"].lower() for p in event["participants"]}
+    for mail in lab.mails():  # the log is the lab's: only this event's people count
         kind = "welcome" if str(mail.get("subject", "")).lower().startswith("welcome to") else "account"
         for rcpt in mail.get("rcpt_tos", []):
-            mails[(str(rcpt).lower(), kind)] += 1
+            if str(rcpt).lower() in people:
+                mails[(str(rcpt).lower(), kind)] += 1
     # Moodle welcomes every teacher enrolled after the first one (whichever that is), and no student here:
     # a welcome mail more than that is ours (an enrol call repeated), a problem.
     instructors = [p["email"] for p in event["participants"] if p["role"] == "instructor"]
