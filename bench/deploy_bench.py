@@ -58,7 +58,7 @@ from temporalio.client import Client  # noqa: E402
 
 from fake_moodle.service import WRITE_FUNCTIONS  # noqa: E402
 from openvle_moodle_sync import starter  # noqa: E402
-from openvle_moodle_sync.devserver import temporal_cli  # noqa: E402
+from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli  # noqa: E402
 from openvle_moodle_sync.models import Event, Participant, Role, parse_event  # noqa: E402
 from openvle_moodle_sync.moodle import MoodleClient  # noqa: E402
 from openvle_moodle_sync.settings import Settings, load_settings  # noqa: E402
@@ -421,7 +421,7 @@ async def start_temporal(log_dir: Path, work: Path, db: str) -> tuple[Proc, str]
     port = free_port()
     storage = [arg.replace("{db}", str(work / "temporal.db")) for arg in TEMPORAL_DB[db]]
     proc = Proc("temporal", [temporal_cli(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-                             "--port", str(port), *storage, "--log-level", "error"], log_dir)
+                             "--port", str(port), *storage, "--log-level", "error", *DEV_SERVER_ARGS], log_dir)
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:

@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from openvle_moodle_sync.models import Role
 
+from . import summaries
 from .common import checked, load_config, quick, skip_reason, wait_for_deployment
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
 
@@ -78,7 +79,8 @@ class ChangeParticipant:
         outcome = ChangeOutcome(action=change.action, participant_id=p.id, course_id=course_id)
         if change.action == Action.ADD:
             user = await workflow.execute_activity_method(
-                MoodleSyncActivities.ensure_user, EnsureUserInput(participant=p), **quick(config)
+                MoodleSyncActivities.ensure_user, EnsureUserInput(participant=p),
+                summary=summaries.find_or_create_account(p), **quick(config),
             )
             roles = {Role.STUDENT: config.student_role_id, Role.INSTRUCTOR: config.instructor_role_id}
             enrolled = await workflow.execute_activity_method(
@@ -86,14 +88,15 @@ class ChangeParticipant:
                 EnrolInput(course_id=course_id, user_id=user.user_id, role_id=roles[p.role],
                            other_role_ids=[r for r in roles.values() if r != roles[p.role]],
                            participant_id=p.id, course_may_have_teacher=True),
-                **checked(config),
+                summary=summaries.enrol(p), **checked(config),
             )
             outcome.moodle_user_id, outcome.changed = user.user_id, enrolled.enrolled
             outcome.note = ("created in Moodle and " if user.created else "") + (
                 f"enrolled as {p.role}" if enrolled.enrolled else f"already enrolled as {p.role}")
         else:
             user_id = await workflow.execute_activity_method(
-                MoodleSyncActivities.find_user, FindUserInput(participant=p), **quick(config)
+                MoodleSyncActivities.find_user, FindUserInput(participant=p),
+                summary=summaries.find_account(p), **quick(config),
             )
             outcome.moodle_user_id = user_id
             if user_id is None:
@@ -101,7 +104,7 @@ class ChangeParticipant:
             else:
                 await workflow.execute_activity_method(
                     MoodleSyncActivities.unenrol_users, UnenrolInput(course_id=course_id, user_ids=[user_id]),
-                    **quick(config),
+                    summary=summaries.unenrol(p), **quick(config),
                 )
                 outcome.changed, outcome.note = True, "unenrolled"
         return outcome
