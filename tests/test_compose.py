@@ -38,7 +38,8 @@ GUIDE_VARIABLES = (
     "MOODLE_COURSE_VISIBLE",
     "MOODLE_DELETE_COURSE_ON_EVENT_DELETE",
 )
-REQUIRED_SERVICES = {"postgresql", "temporal", "temporal-ui", "worker"}
+REQUIRED_SERVICES = {"postgresql", "temporal-schema", "temporal", "temporal-namespace", "temporal-ui", "worker"}
+SCRIPTS = ROOT / "deploy" / "temporal" / "scripts"
 # `KEY="value"`, or `# KEY="value"` for a documented setting that is off while unset.
 _ASSIGNMENT = re.compile(r"^(?P<comment>#\s*)?(?P<key>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
 _QUOTED = re.compile(r'^"[^"\\]*"$')
@@ -123,8 +124,19 @@ def test_images_are_pinned(compose: dict[str, Any]) -> None:
         assert colon and "/" not in tag, f"{name}: image {image!r} has no tag (that means latest)"
         assert tag != "latest" and re.search(r"\d", tag), f"{name}: image {image!r} is not pinned to a version"
     assert images["postgresql"].startswith("postgres:")
-    assert images["temporal"].startswith("temporalio/auto-setup:")
+    assert images["temporal"].startswith("temporalio/server:")
     assert images["temporal-ui"].startswith("temporalio/ui:")
+    # The schema and namespace jobs run the admin tools of the server's own version.
+    server_version = images["temporal"].rpartition(":")[2]
+    for job in ("temporal-schema", "temporal-namespace", "temporal-admin-tools"):
+        assert images[job] == f"temporalio/admin-tools:{server_version}", job
+
+
+def test_no_deprecated_auto_setup_image() -> None:
+    """temporalio/auto-setup is deprecated and no longer built: not in the compose file, nor anywhere else."""
+    for path in (COMPOSE, DOCKERFILE, ROOT / "README.md", *(ROOT / "deploy").rglob("*")):
+        if path.is_file():
+            assert "auto-setup" not in path.read_text(encoding="utf-8"), path
 
 
 def test_temporal_runs_on_postgresql(compose: dict[str, Any]) -> None:
@@ -135,7 +147,7 @@ def test_temporal_runs_on_postgresql(compose: dict[str, Any]) -> None:
     assert env["POSTGRES_SEEDS"] == "postgresql"
     assert env["POSTGRES_USER"] == environment_of(services["postgresql"])["POSTGRES_USER"]
     assert env["POSTGRES_PWD"] == environment_of(services["postgresql"])["POSTGRES_PASSWORD"]
-    assert temporal["depends_on"]["postgresql"]["condition"] == "service_healthy"
+    assert temporal["depends_on"]["temporal-schema"]["condition"] == "service_completed_successfully"
     assert "healthcheck" in services["postgresql"] and "healthcheck" in temporal
     assert any(volume.endswith(":/var/lib/postgresql/data") for volume in services["postgresql"]["volumes"])
     # The dynamic config file is mounted from deploy/ and exists there.
@@ -151,6 +163,54 @@ def test_temporal_runs_on_postgresql(compose: dict[str, Any]) -> None:
         pytest.fail(f"DYNAMIC_CONFIG_FILE_PATH {config_path!r} is not on a mounted volume")
 
 
+def test_dynamic_config_turns_on_fairness(compose: dict[str, Any]) -> None:
+    """The event id is each run's fairness key; the server honours it only with matching.enableFairness."""
+    config_path = environment_of(compose["services"]["temporal"])["DYNAMIC_CONFIG_FILE_PATH"]
+    assert config_path
+    config = load_yaml((ROOT / "deploy" / "temporal" / "dynamicconfig" / Path(config_path).name).read_text("utf-8"))
+    assert config["matching.enableFairness"] == [{"value": True, "constraints": {}}]
+
+
+def mounted_script(service: dict[str, Any]) -> str:
+    """The text of the deploy/ script a one-shot job runs (its command, on the mounted scripts dir)."""
+    (volume,) = service["volumes"]
+    host, container = volume.split(":")[:2]
+    assert (ROOT / host).resolve() == SCRIPTS
+    (script,) = [arg for arg in service["command"] if arg.startswith(container + "/")]
+    return (SCRIPTS / Path(script).relative_to(container)).read_text(encoding="utf-8")
+
+
+def test_schema_job_sets_up_both_databases_before_the_server(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    job, server = services["temporal-schema"], services["temporal"]
+    assert job["depends_on"]["postgresql"]["condition"] == "service_healthy"
+    assert server["depends_on"]["temporal-schema"]["condition"] == "service_completed_successfully"
+    env, server_env = environment_of(job), environment_of(server)
+    assert env["SQL_PASSWORD"] == server_env["POSTGRES_PWD"]  # temporal-sql-tool's name for the password
+    for key in ("DB", "DB_PORT", "POSTGRES_SEEDS", "POSTGRES_USER"):
+        assert env[key] == server_env[key], key
+    script = mounted_script(job)
+    assert script.startswith("#!/bin/sh") and "set -eu" in script
+    for step in ("create", "setup-schema -v 0.0", "update-schema -d"):
+        assert step in script, step
+    # Persistence and visibility, each with its own versioned schema directory.
+    assert '"temporal:temporal" "temporal_visibility:visibility"' in script
+    assert "schema_root=/etc/temporal/schema/postgresql/v12\n" in script
+
+
+def test_namespace_job_registers_the_workers_namespace(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    job = services["temporal-namespace"]
+    assert job["depends_on"]["temporal"]["condition"] == "service_healthy"
+    assert services["worker"]["depends_on"]["temporal-namespace"]["condition"] == "service_completed_successfully"
+    env = environment_of(job)
+    assert env["NAMESPACE"] == environment_of(services["worker"])["TEMPORAL_NAMESPACE"]
+    assert env["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert seconds(env["RETENTION"]) == 30 * 24 * 3600
+    script = mounted_script(job)
+    assert "temporal operator namespace describe" in script and "temporal operator namespace create" in script
+
+
 def test_worker_service(compose: dict[str, Any]) -> None:
     worker = compose["services"]["worker"]
     assert env_files_of(worker) == [".env"]
@@ -158,7 +218,6 @@ def test_worker_service(compose: dict[str, Any]) -> None:
     assert worker["command"] in (["python", "-m", "openvle_moodle_sync.worker"], "python -m openvle_moodle_sync.worker")
     assert worker["restart"] == "unless-stopped"
     assert environment_of(worker)["TEMPORAL_ADDRESS"] == "temporal:7233"
-    assert worker["depends_on"]["temporal"]["condition"] == "service_healthy"
     assert "healthcheck" in compose["services"]["temporal"]
     assert environment_of(compose["services"]["temporal-ui"])["TEMPORAL_ADDRESS"] == "temporal:7233"
 
