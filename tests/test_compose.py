@@ -345,3 +345,54 @@ def test_docker_compose_config_needs_env(compose_dir: Path) -> None:
     result = run_compose(command, compose_dir, "config", "-q")
     assert result.returncode != 0
     assert ".env" in result.stdout + result.stderr
+
+
+# --- (e) the one-shot jobs' scripts, run against stand-ins of temporal-sql-tool and temporal ----------
+
+
+def run_job(script: str, tmp_path: Path, stub: str, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run a deploy/ script with `stub` as every tool it calls; returns the result and the logged calls."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "calls.log"
+    for tool in ("temporal-sql-tool", "temporal"):
+        path = bin_dir / tool
+        path.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\n{stub}\n', encoding="utf-8")
+        path.chmod(0o755)
+    result = subprocess.run(["sh", str(SCRIPTS / script)], capture_output=True, text=True, timeout=60, check=False,
+                            env={"PATH": f"{bin_dir}:/usr/bin:/bin", **env})
+    return result, log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+
+
+SQL_ENV = {"DB": "postgres12", "POSTGRES_SEEDS": "postgresql", "POSTGRES_USER": "temporal", "DB_PORT": "5432"}
+
+
+@pytest.mark.parametrize("create_answer", ["", 'echo "pq: database \\"x\\" already exists" >&2; exit 1'])
+def test_schema_script_sets_up_both_databases_new_or_existing(tmp_path: Path, create_answer: str) -> None:
+    stub = f'case "$*" in *" create") {create_answer} ;; esac' if create_answer else "true"
+    result, calls = run_job("setup-schema.sh", tmp_path, stub, **SQL_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    base = "temporal-sql-tool --plugin postgres12 --ep postgresql -u temporal -p 5432 --db"
+    root = "/etc/temporal/schema/postgresql/v12"
+    assert calls == [f"{base} temporal create", f"{base} temporal setup-schema -v 0.0",
+                     f"{base} temporal update-schema -d {root}/temporal/versioned",
+                     f"{base} temporal_visibility create", f"{base} temporal_visibility setup-schema -v 0.0",
+                     f"{base} temporal_visibility update-schema -d {root}/visibility/versioned"]
+
+
+def test_schema_script_stops_on_any_other_error(tmp_path: Path) -> None:
+    stub = 'case "$*" in *" create") echo "dial tcp: connection refused" >&2; exit 1 ;; esac'
+    result, calls = run_job("setup-schema.sh", tmp_path, stub, **SQL_ENV)
+    assert result.returncode != 0
+    assert "connection refused" in result.stderr
+    assert not any("setup-schema" in call for call in calls)
+
+
+@pytest.mark.parametrize(("exists", "created"), [(True, False), (False, True)])
+def test_namespace_script_creates_the_namespace_only_when_missing(tmp_path: Path, exists: bool, created: bool) -> None:
+    stub = "true" if exists else 'case "$*" in *"namespace describe"*) exit 1 ;; esac'
+    result, calls = run_job("create-namespace.sh", tmp_path, stub, TEMPORAL_ADDRESS="temporal:7233",
+                            NAMESPACE="openvle", RETENTION="720h")
+    assert result.returncode == 0, result.stdout + result.stderr
+    create = "temporal operator namespace create --namespace openvle --retention 720h --address temporal:7233"
+    assert (create in calls) is created, calls
