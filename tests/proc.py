@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import httpx
 
-from openvle_moodle_sync.devserver import temporal_cli
+from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli
 from openvle_moodle_sync.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,6 +214,7 @@ class TemporalProc(Proc):
             temporal_cli(), "server", "start-dev", "--headless", "--db-filename", str(db_file),
             "--ip", "127.0.0.1", "--port", str(self.port), "--ui-port", str(self.ui_port),
             "--http-port", str(self.http_port), "--metrics-port", str(self.metrics_port), "--log-level", "error",
+            *DEV_SERVER_ARGS,
         ], log_path=log_path)
         self.address = f"127.0.0.1:{self.port}"
 

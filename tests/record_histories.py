@@ -24,7 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
-from openvle_moodle_sync.devserver import temporal_cli
+from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli
 from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
 from tests.conftest import TOKEN, add_moodle_user, make_event, make_settings, running_worker
 
@@ -77,6 +77,7 @@ async def save(client: Client, workflow_id: str, scenario: str, *, parent: str |
 
 async def main() -> None:
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli(),
+                                                dev_server_extra_args=list(DEV_SERVER_ARGS),
                                                 data_converter=data_converter(make_settings()))
     client = env.client
     await ensure_search_attributes(client)

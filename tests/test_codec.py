@@ -198,6 +198,17 @@ async def test_history_holds_no_personal_data_and_the_codec_server_reads_it(
     assert sealed_input.metadata["encoding"] == b"binary/encrypted"
     assert sealed_input.metadata[KEY_ID_METADATA] == EncryptionCodec.from_key(KEY).key_id.encode()
 
+    # The activities' summaries (the UI's timeline rows) name the participant: sealed like the inputs, and
+    # readable with the key.
+    sealed_summaries = [e.user_metadata.summary for e in deploy_history.events
+                        if e.HasField("activity_task_scheduled_event_attributes")
+                        and e.user_metadata.HasField("summary")]
+    assert sealed_summaries and {s.metadata["encoding"] for s in sealed_summaries} == {b"binary/encrypted"}
+    shown = set(await encrypted_client.data_converter.decode(sealed_summaries, [str] * len(sealed_summaries)))
+    first = event["participants"][1]
+    assert {f"create account {first['id']} {first['username']}", f"enrol {first['id']} {first['username']} as student",
+            } <= shown
+
     # The codec server (as the Web UI calls it) turns that payload back into the event.
     port = free_port()
     server = processes.add("codec_server", [PYTHON, "-m", "openvle_moodle_sync.codec_server", "--port", str(port)],

@@ -38,7 +38,8 @@ GUIDE_VARIABLES = (
     "MOODLE_COURSE_VISIBLE",
     "MOODLE_DELETE_COURSE_ON_EVENT_DELETE",
 )
-REQUIRED_SERVICES = {"postgresql", "temporal", "temporal-ui", "worker"}
+REQUIRED_SERVICES = {"postgresql", "temporal-schema", "temporal", "temporal-namespace", "temporal-ui", "worker"}
+SCRIPTS = ROOT / "deploy" / "temporal" / "scripts"
 # `KEY="value"`, or `# KEY="value"` for a documented setting that is off while unset.
 _ASSIGNMENT = re.compile(r"^(?P<comment>#\s*)?(?P<key>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
 _QUOTED = re.compile(r'^"[^"\\]*"$')
@@ -123,8 +124,19 @@ def test_images_are_pinned(compose: dict[str, Any]) -> None:
         assert colon and "/" not in tag, f"{name}: image {image!r} has no tag (that means latest)"
         assert tag != "latest" and re.search(r"\d", tag), f"{name}: image {image!r} is not pinned to a version"
     assert images["postgresql"].startswith("postgres:")
-    assert images["temporal"].startswith("temporalio/auto-setup:")
+    assert images["temporal"].startswith("temporalio/server:")
     assert images["temporal-ui"].startswith("temporalio/ui:")
+    # The schema and namespace jobs run the admin tools of the server's own version.
+    server_version = images["temporal"].rpartition(":")[2]
+    for job in ("temporal-schema", "temporal-namespace", "temporal-admin-tools"):
+        assert images[job] == f"temporalio/admin-tools:{server_version}", job
+
+
+def test_no_deprecated_auto_setup_image() -> None:
+    """temporalio/auto-setup is deprecated and no longer built: not in the compose file, nor anywhere else."""
+    for path in (COMPOSE, DOCKERFILE, ROOT / "README.md", *(ROOT / "deploy").rglob("*")):
+        if path.is_file():
+            assert "auto-setup" not in path.read_text(encoding="utf-8"), path
 
 
 def test_temporal_runs_on_postgresql(compose: dict[str, Any]) -> None:
@@ -135,7 +147,7 @@ def test_temporal_runs_on_postgresql(compose: dict[str, Any]) -> None:
     assert env["POSTGRES_SEEDS"] == "postgresql"
     assert env["POSTGRES_USER"] == environment_of(services["postgresql"])["POSTGRES_USER"]
     assert env["POSTGRES_PWD"] == environment_of(services["postgresql"])["POSTGRES_PASSWORD"]
-    assert temporal["depends_on"]["postgresql"]["condition"] == "service_healthy"
+    assert temporal["depends_on"]["temporal-schema"]["condition"] == "service_completed_successfully"
     assert "healthcheck" in services["postgresql"] and "healthcheck" in temporal
     assert any(volume.endswith(":/var/lib/postgresql/data") for volume in services["postgresql"]["volumes"])
     # The dynamic config file is mounted from deploy/ and exists there.
@@ -151,6 +163,54 @@ def test_temporal_runs_on_postgresql(compose: dict[str, Any]) -> None:
         pytest.fail(f"DYNAMIC_CONFIG_FILE_PATH {config_path!r} is not on a mounted volume")
 
 
+def test_dynamic_config_turns_on_fairness(compose: dict[str, Any]) -> None:
+    """The event id is each run's fairness key; the server honours it only with matching.enableFairness."""
+    config_path = environment_of(compose["services"]["temporal"])["DYNAMIC_CONFIG_FILE_PATH"]
+    assert config_path
+    config = load_yaml((ROOT / "deploy" / "temporal" / "dynamicconfig" / Path(config_path).name).read_text("utf-8"))
+    assert config["matching.enableFairness"] == [{"value": True, "constraints": {}}]
+
+
+def mounted_script(service: dict[str, Any]) -> str:
+    """The text of the deploy/ script a one-shot job runs (its command, on the mounted scripts dir)."""
+    (volume,) = service["volumes"]
+    host, container = volume.split(":")[:2]
+    assert (ROOT / host).resolve() == SCRIPTS
+    (script,) = [arg for arg in service["command"] if arg.startswith(container + "/")]
+    return (SCRIPTS / Path(script).relative_to(container)).read_text(encoding="utf-8")
+
+
+def test_schema_job_sets_up_both_databases_before_the_server(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    job, server = services["temporal-schema"], services["temporal"]
+    assert job["depends_on"]["postgresql"]["condition"] == "service_healthy"
+    assert server["depends_on"]["temporal-schema"]["condition"] == "service_completed_successfully"
+    env, server_env = environment_of(job), environment_of(server)
+    assert env["SQL_PASSWORD"] == server_env["POSTGRES_PWD"]  # temporal-sql-tool's name for the password
+    for key in ("DB", "DB_PORT", "POSTGRES_SEEDS", "POSTGRES_USER"):
+        assert env[key] == server_env[key], key
+    script = mounted_script(job)
+    assert script.startswith("#!/bin/sh") and "set -eu" in script
+    for step in ("create", "setup-schema -v 0.0", "update-schema -d"):
+        assert step in script, step
+    # Persistence and visibility, each with its own versioned schema directory.
+    assert '"temporal:temporal" "temporal_visibility:visibility"' in script
+    assert "schema_root=/etc/temporal/schema/postgresql/v12\n" in script
+
+
+def test_namespace_job_registers_the_workers_namespace(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    job = services["temporal-namespace"]
+    assert job["depends_on"]["temporal"]["condition"] == "service_healthy"
+    assert services["worker"]["depends_on"]["temporal-namespace"]["condition"] == "service_completed_successfully"
+    env = environment_of(job)
+    assert env["NAMESPACE"] == environment_of(services["worker"])["TEMPORAL_NAMESPACE"]
+    assert env["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert seconds(env["RETENTION"]) == 30 * 24 * 3600
+    script = mounted_script(job)
+    assert "temporal operator namespace describe" in script and "temporal operator namespace create" in script
+
+
 def test_worker_service(compose: dict[str, Any]) -> None:
     worker = compose["services"]["worker"]
     assert env_files_of(worker) == [".env"]
@@ -158,7 +218,6 @@ def test_worker_service(compose: dict[str, Any]) -> None:
     assert worker["command"] in (["python", "-m", "openvle_moodle_sync.worker"], "python -m openvle_moodle_sync.worker")
     assert worker["restart"] == "unless-stopped"
     assert environment_of(worker)["TEMPORAL_ADDRESS"] == "temporal:7233"
-    assert worker["depends_on"]["temporal"]["condition"] == "service_healthy"
     assert "healthcheck" in compose["services"]["temporal"]
     assert environment_of(compose["services"]["temporal-ui"])["TEMPORAL_ADDRESS"] == "temporal:7233"
 
@@ -286,3 +345,54 @@ def test_docker_compose_config_needs_env(compose_dir: Path) -> None:
     result = run_compose(command, compose_dir, "config", "-q")
     assert result.returncode != 0
     assert ".env" in result.stdout + result.stderr
+
+
+# --- (e) the one-shot jobs' scripts, run against stand-ins of temporal-sql-tool and temporal ----------
+
+
+def run_job(script: str, tmp_path: Path, stub: str, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run a deploy/ script with `stub` as every tool it calls; returns the result and the logged calls."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "calls.log"
+    for tool in ("temporal-sql-tool", "temporal"):
+        path = bin_dir / tool
+        path.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\n{stub}\n', encoding="utf-8")
+        path.chmod(0o755)
+    result = subprocess.run(["sh", str(SCRIPTS / script)], capture_output=True, text=True, timeout=60, check=False,
+                            env={"PATH": f"{bin_dir}:/usr/bin:/bin", **env})
+    return result, log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+
+
+SQL_ENV = {"DB": "postgres12", "POSTGRES_SEEDS": "postgresql", "POSTGRES_USER": "temporal", "DB_PORT": "5432"}
+
+
+@pytest.mark.parametrize("create_answer", ["", 'echo "pq: database \\"x\\" already exists" >&2; exit 1'])
+def test_schema_script_sets_up_both_databases_new_or_existing(tmp_path: Path, create_answer: str) -> None:
+    stub = f'case "$*" in *" create") {create_answer} ;; esac' if create_answer else "true"
+    result, calls = run_job("setup-schema.sh", tmp_path, stub, **SQL_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    base = "temporal-sql-tool --plugin postgres12 --ep postgresql -u temporal -p 5432 --db"
+    root = "/etc/temporal/schema/postgresql/v12"
+    assert calls == [f"{base} temporal create", f"{base} temporal setup-schema -v 0.0",
+                     f"{base} temporal update-schema -d {root}/temporal/versioned",
+                     f"{base} temporal_visibility create", f"{base} temporal_visibility setup-schema -v 0.0",
+                     f"{base} temporal_visibility update-schema -d {root}/visibility/versioned"]
+
+
+def test_schema_script_stops_on_any_other_error(tmp_path: Path) -> None:
+    stub = 'case "$*" in *" create") echo "dial tcp: connection refused" >&2; exit 1 ;; esac'
+    result, calls = run_job("setup-schema.sh", tmp_path, stub, **SQL_ENV)
+    assert result.returncode != 0
+    assert "connection refused" in result.stderr
+    assert not any("setup-schema" in call for call in calls)
+
+
+@pytest.mark.parametrize(("exists", "created"), [(True, False), (False, True)])
+def test_namespace_script_creates_the_namespace_only_when_missing(tmp_path: Path, exists: bool, created: bool) -> None:
+    stub = "true" if exists else 'case "$*" in *"namespace describe"*) exit 1 ;; esac'
+    result, calls = run_job("create-namespace.sh", tmp_path, stub, TEMPORAL_ADDRESS="temporal:7233",
+                            NAMESPACE="openvle", RETENTION="720h")
+    assert result.returncode == 0, result.stdout + result.stderr
+    create = "temporal operator namespace create --namespace openvle --retention 720h --address temporal:7233"
+    assert (create in calls) is created, calls

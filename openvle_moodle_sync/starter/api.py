@@ -31,6 +31,7 @@ from openvle_moodle_sync.contracts import REQUEST_SIGNAL
 from openvle_moodle_sync.models import Event, Participant, parse_event, parse_participant
 from openvle_moodle_sync.moodle import client_from_settings
 from openvle_moodle_sync.settings import Settings, get_settings
+from openvle_moodle_sync.starter.fairness import event_priority
 from openvle_moodle_sync.workflows import ArchiveEvent, ChangeParticipant, DeleteEvent, DeployEvent, PlanEvent, ids
 from openvle_moodle_sync.workflows.types import (
     Action,
@@ -63,11 +64,15 @@ def _queue(settings: Settings | None) -> str:
 
 
 async def deploy_event(client: Client, event: EventLike, *, settings: Settings | None = None,
-                       allow_mass_removal: bool = False) -> WorkflowHandle[DeployEvent, DeployResult]:
+                       allow_mass_removal: bool = False,
+                       priority: int | None = None) -> WorkflowHandle[DeployEvent, DeployResult]:
     """Start the deployment of an event: Moodle converges on the event as given (duplicate the template,
     create and enrol participants, fix roles, take away the people it enrolled earlier who are no longer
     listed). A deploy that would take away more than MOODLE_MAX_REMOVAL_PERCENT of them, and more than 2,
     takes nobody away and fails ``MassRemovalBlocked``; ``allow_mass_removal=True`` goes past it once.
+
+    ``priority`` (1 first … 5 last) orders its tasks against other events' on the task queue; by default
+    events of up to 500 participants get 2 and larger ones 3 (see `starter.fairness`).
 
     >>> handle = await deploy_event(client, {"id": "42", "name": "Linux Workshop", "slug": "linux-ws",
     ...                                      "moodle_course_id": 17, "participants": [...]})
@@ -81,6 +86,7 @@ async def deploy_event(client: Client, event: EventLike, *, settings: Settings |
         static_summary=f"Deploy event {ev.id} ({ev.name}) to Moodle",
         static_details=f"Event **{ev.id}** `{ev.slug}`: {len(ev.participants)} participants, "
                        f"template course {ev.moodle_course_id}",
+        priority=event_priority(ev.id, len(ev.participants), priority),
         id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
     )
 
@@ -100,11 +106,13 @@ async def plan_event(client: Client, event: EventLike, *, settings: Settings | N
         PlanEvent.run, PlanRequest(event=ev), id=ids.plan_id(ev.id, uuid.uuid4().hex[:12]),
         task_queue=_queue(settings), search_attributes=_attributes(ev.id),
         static_summary=f"Plan of event {ev.id} ({ev.name}): reads only",
+        priority=event_priority(ev.id, 1, None),  # reads only: as quick as a small event's work
     )
 
 
 async def _change(client: Client, action: Action, event: EventLike, participant: ParticipantLike,
-                  settings: Settings | None) -> WorkflowHandle[ChangeParticipant, ChangeResult]:
+                  settings: Settings | None, priority: int | None
+                  ) -> WorkflowHandle[ChangeParticipant, ChangeResult]:
     ev, p = parse_event(event), parse_participant(participant)
     change = ChangeRequest(action=action, event_id=ev.id, moodle_course_id=ev.moodle_course_id, participant=p)
     # Signal-with-start: changes of one participant queue in one workflow and never race.
@@ -112,27 +120,29 @@ async def _change(client: Client, action: Action, event: EventLike, participant:
         ChangeParticipant.run, change, id=ids.participant_id(ev.id, p.id), task_queue=_queue(settings),
         start_signal=REQUEST_SIGNAL, start_signal_args=[change], search_attributes=_attributes(ev.id),
         static_summary=f"{action.capitalize()} participant {p.id} of event {ev.id}",
-        id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
+        priority=event_priority(ev.id, 1, priority), id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
     )
 
 
 async def add_participant(client: Client, event: EventLike, participant: ParticipantLike, *,
-                          settings: Settings | None = None) -> WorkflowHandle[ChangeParticipant, ChangeResult]:
+                          settings: Settings | None = None, priority: int | None = None
+                          ) -> WorkflowHandle[ChangeParticipant, ChangeResult]:
     """A participant joined an active event: create them in Moodle if needed and enrol them.
 
     >>> await add_participant(client, event, {"id": "p-3", "username": "carol", "email": "carol@example.com",
     ...                                       "first_name": "Carol", "last_name": "King", "role": "student"})
     """
-    return await _change(client, Action.ADD, event, participant, settings)
+    return await _change(client, Action.ADD, event, participant, settings, priority)
 
 
 async def remove_participant(client: Client, event: EventLike, participant: ParticipantLike, *,
-                             settings: Settings | None = None) -> WorkflowHandle[ChangeParticipant, ChangeResult]:
+                             settings: Settings | None = None, priority: int | None = None
+                             ) -> WorkflowHandle[ChangeParticipant, ChangeResult]:
     """A participant left an active event: unenrol them (Moodle drops their grades in that course).
 
     >>> await remove_participant(client, event, {"id": "p-3", ...})
     """
-    return await _change(client, Action.REMOVE, event, participant, settings)
+    return await _change(client, Action.REMOVE, event, participant, settings, priority)
 
 
 def _ref(event: EventLike) -> EventRef:
@@ -141,8 +151,8 @@ def _ref(event: EventLike) -> EventRef:
     return EventRef(event_id=ev.id, moodle_course_id=ev.moodle_course_id)
 
 
-async def archive_event(client: Client, event: EventLike, *, settings: Settings | None = None
-                        ) -> WorkflowHandle[ArchiveEvent, ArchiveResult]:
+async def archive_event(client: Client, event: EventLike, *, settings: Settings | None = None,
+                        priority: int | None = None) -> WorkflowHandle[ArchiveEvent, ArchiveResult]:
     """The event ended: unenrol its students, keep its instructors, hide the course.
 
     >>> await (await archive_event(client, event)).result()
@@ -151,12 +161,12 @@ async def archive_event(client: Client, event: EventLike, *, settings: Settings 
     return await client.start_workflow(
         ArchiveEvent.run, ref, id=ids.archive_id(ref.event_id), task_queue=_queue(settings),
         search_attributes=_attributes(ref.event_id), static_summary=f"Archive event {ref.event_id} in Moodle",
-        id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
+        priority=event_priority(ref.event_id, 1, priority), id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
     )
 
 
-async def delete_event(client: Client, event: EventLike, *, settings: Settings | None = None
-                       ) -> WorkflowHandle[DeleteEvent, DeleteResult]:
+async def delete_event(client: Client, event: EventLike, *, settings: Settings | None = None,
+                       priority: int | None = None) -> WorkflowHandle[DeleteEvent, DeleteResult]:
     """The event was deleted: delete its course if MOODLE_DELETE_COURSE_ON_EVENT_DELETE is true.
 
     >>> (await (await delete_event(client, event)).result()).deleted
@@ -165,12 +175,12 @@ async def delete_event(client: Client, event: EventLike, *, settings: Settings |
     return await client.start_workflow(
         DeleteEvent.run, ref, id=ids.delete_id(ref.event_id), task_queue=_queue(settings),
         search_attributes=_attributes(ref.event_id), static_summary=f"Delete event {ref.event_id} in Moodle",
-        id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
+        priority=event_priority(ref.event_id, 1, priority), id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
     )
 
 
-async def rerun_deployment(client: Client, event_id: str, *, settings: Settings | None = None
-                           ) -> WorkflowHandle[DeployEvent, DeployResult]:
+async def rerun_deployment(client: Client, event_id: str, *, settings: Settings | None = None,
+                           priority: int | None = None) -> WorkflowHandle[DeployEvent, DeployResult]:
     """Start the event's last deployment again under its id, with the same event; it only does what is
     missing (accounts and enrolments already in Moodle are skipped without a write or a mail).
 
@@ -187,7 +197,8 @@ async def rerun_deployment(client: Client, event_id: str, *, settings: Settings 
     (request,) = await client.data_converter.decode(
         first.workflow_execution_started_event_attributes.input.payloads, [DeployInput])
     changes = await _changes_since(client, event_id, first.event_time.ToDatetime(tzinfo=UTC))
-    return await deploy_event(client, _with_changes(request.event, changes), settings=settings)
+    return await deploy_event(client, _with_changes(request.event, changes), settings=settings,
+                              priority=priority)
 
 
 async def _changes_since(client: Client, event_id: str, since: datetime) -> list[ChangeRequest]:

@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.contracts import PROGRESS_QUERY
     from openvle_moodle_sync.models import Participant, Role
 
+from . import summaries
 from .common import describe, is_configuration_error, per_user
 from .types import BatchInput, BatchResult, ParticipantOutcome, SubtaskState
 
@@ -46,7 +47,10 @@ async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutc
                 user = await workflow.execute_activity_method(
                     MoodleSyncActivities.ensure_user,
                     EnsureUserInput(participant=p, known_missing=batch.looked_up, match_field=batch.match_field,
-                                    user_auth=batch.user_auth), **options
+                                    user_auth=batch.user_auth),
+                    # After the bulk look-up only the missing accounts get here: a creation.
+                    summary=(summaries.create_account(p) if batch.looked_up
+                             else summaries.find_or_create_account(p)), **options,
                 )
                 user_id, outcome.user_created = user.user_id, user.created
             outcome.moodle_user_id = user_id
@@ -69,7 +73,7 @@ async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutc
                     # mails each one, so their retries check first.
                     course_may_have_teacher=not (batch.fresh_course and p.role == Role.STUDENT),
                 ),
-                **options,
+                summary=summaries.enrol(p), **options,
             )
             outcome.enrolled = enrolled.enrolled
             outcome.state = SubtaskState.DONE

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.contracts import PROGRESS_QUERY, REQUEST_SIGNAL, ErrorType
     from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
 
+from . import summaries
 from .common import checked, load_config, quick, role_ids, skip_reason, wait_for_deployment
 from .roster import ROSTER_PATCH, record_roster
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
@@ -91,7 +92,7 @@ class ChangeParticipant:
             user = await workflow.execute_activity_method(
                 MoodleSyncActivities.ensure_user,
                 EnsureUserInput(participant=p, match_field=config.match_field, user_auth=config.user_auth),
-                **quick(config),
+                summary=summaries.find_or_create_account(p), **quick(config),
             )
             roles = role_ids(config)
             enrolled = await workflow.execute_activity_method(
@@ -99,7 +100,7 @@ class ChangeParticipant:
                 EnrolInput(course_id=course_id, user_id=user.user_id, role_id=roles[p.role],
                            other_role_ids=[r for r in roles.values() if r != roles[p.role]],
                            participant_id=p.id, course_may_have_teacher=True),
-                **checked(config),
+                summary=summaries.enrol(p), **checked(config),
             )
             outcome.moodle_user_id, outcome.changed = user.user_id, enrolled.enrolled
             outcome.note = ("created in Moodle and " if user.created else "") + (
@@ -111,7 +112,7 @@ class ChangeParticipant:
         else:
             user_id = await workflow.execute_activity_method(
                 MoodleSyncActivities.find_user, FindUserInput(participant=p, match_field=config.match_field),
-                **quick(config),
+                summary=summaries.find_account(p), **quick(config),
             )
             outcome.moodle_user_id = user_id
             if user_id is None:
@@ -119,7 +120,7 @@ class ChangeParticipant:
             else:
                 await workflow.execute_activity_method(
                     MoodleSyncActivities.unenrol_users, UnenrolInput(course_id=course_id, user_ids=[user_id]),
-                    **quick(config),
+                    summary=summaries.unenrol(p), **quick(config),
                 )
                 outcome.changed, outcome.note = True, "unenrolled"
         return outcome
@@ -135,7 +136,8 @@ class ChangeParticipant:
                 MoodleSyncActivities.check_unenrol_action, action, **quick(config)
             )
         user_id = await workflow.execute_activity_method(
-            MoodleSyncActivities.find_user, FindUserInput(participant=p), **quick(config)
+            MoodleSyncActivities.find_user, FindUserInput(participant=p, match_field=config.match_field),
+            summary=summaries.find_account(p), **quick(config),
         )
         outcome.moodle_user_id = user_id
         if user_id is None:
@@ -146,7 +148,7 @@ class ChangeParticipant:
             MoodleSyncActivities.withdraw_user,
             WithdrawInput(course_id=outcome.course_id or 0, user_id=user_id, role_id=roles[p.role],
                           action=action, participant_id=p.id),
-            **checked(config),
+            summary=summaries.withdraw(summaries.who(p), action), **checked(config),
         )
         outcome.changed, outcome.note = withdrawn.changed, withdrawn.note
 
