@@ -35,7 +35,7 @@ def person(index: int, first: str, last: str, role: str) -> dict[str, Any]:
 
 
 def sample_event(event_id: str, template_course_id: int) -> dict[str, Any]:
-    """The event as the OpenVLE backend sends it (see README, "Event JSON")."""
+    """The event as the OpenVLE backend sends it (see docs/workflows.md, "Event JSON")."""
     people = [person(i + 1, first, last, "instructor") for i, (first, last) in enumerate(INSTRUCTORS)]
     people += [person(len(people) + i + 1, first, last, "student") for i, (first, last) in enumerate(STUDENTS)]
     return {"id": event_id, "name": "Linux Workshop November 2026", "slug": "linux-ws-2026-11",

@@ -1,4 +1,4 @@
-"""The OpenVLE event and its participants, as the backend sends them (see README, "Event JSON").
+"""The OpenVLE event and its participants, as the backend sends them (see docs/workflows.md, "Event JSON").
 
 Validation happens here, before any workflow starts, so bad input never leaves half-done state in
 Moodle: every error names the field and, for a participant, which one.

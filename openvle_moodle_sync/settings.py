@@ -266,7 +266,7 @@ class Settings(BaseSettings):
             if not self.moodle_url:
                 missing.append('MOODLE_URL (the site root, e.g. "https://moodle.example.com")')
             if not self.moodle_token.get_secret_value().strip():
-                missing.append("MOODLE_TOKEN (a web-service token; see README, 'Connect a real Moodle')")
+                missing.append("MOODLE_TOKEN (a web-service token; see docs/configuration.md, 'Connect a real Moodle')")
             if missing:
                 raise ValueError(
                     "MOODLE_ENABLED is true but these are not set: " + "; ".join(missing)

@@ -2,7 +2,7 @@
 
     python -m openvle_moodle_sync.worker     (``python worker.py`` from the repository root)
 
-Settings come from the environment and .env (see README). Before polling it checks the Moodle
+Settings come from the environment and .env (see docs/configuration.md). Before polling it checks the Moodle
 connection and logs what it found; it stops gracefully on SIGINT/SIGTERM (activities in flight get
 MOODLE_SYNC_TIMEOUT to finish; what does not finish is retried by another worker, nothing is lost)."""
 

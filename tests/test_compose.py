@@ -134,7 +134,8 @@ def test_images_are_pinned(compose: dict[str, Any]) -> None:
 
 def test_no_deprecated_auto_setup_image() -> None:
     """temporalio/auto-setup is deprecated and no longer built: not in the compose file, nor anywhere else."""
-    for path in (COMPOSE, DOCKERFILE, ROOT / "README.md", *(ROOT / "deploy").rglob("*")):
+    docs = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]
+    for path in (COMPOSE, DOCKERFILE, *docs, *(ROOT / "deploy").rglob("*")):
         if path.is_file():
             assert "auto-setup" not in path.read_text(encoding="utf-8"), path
 

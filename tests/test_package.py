@@ -3,6 +3,7 @@ backend's own modules (which may well be called `settings`, `models` or `moodle`
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -27,8 +28,12 @@ BACKEND_LOOKALIKES = {
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
+    # Built from a copy: setuptools writes build/ and *.egg-info beside the sources it builds.
+    source = tmp_path_factory.mktemp("source") / "openvle-moodle-sync"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".demo", "build", "*.egg-info", "__pycache__", ".*_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--wheel-dir", str(out), str(ROOT)], check=True, capture_output=True, text=True)
+                    "--wheel-dir", str(out), str(source)], check=True, capture_output=True, text=True)
     (built,) = out.glob("openvle_moodle_sync-*.whl")
     return built
 

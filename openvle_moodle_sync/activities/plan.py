@@ -110,7 +110,7 @@ class PlanActivities(MoodleSyncActivities):
         return found
 
     def _expected_mails(self, plan: EventPlan, teachers: set[int]) -> dict[str, int]:
-        """The README's mail table: a new manual account gets its password; an enrol call into a course
+        """The mail table of docs/workflows.md: a new manual account gets its password; an enrol call into a course
         that has a teacher gets a welcome (students go first, so on a course without one only the
         instructors after the first get one). Removals send none."""
         changing_to_student = {c.moodle_user_id for c in plan.change_role if c.role == Role.STUDENT}

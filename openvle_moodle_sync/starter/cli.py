@@ -1,4 +1,4 @@
-"""``python -m starter``: the operators' command line over `starter.api` (see README, "Command line").
+"""``python -m starter``: the operators' command line over `starter.api` (see docs/backend-api.md, "Command line").
 
     python -m starter deploy   --event EVENT.json [--wait]
     python -m starter add      --event EVENT.json --participant PARTICIPANT.json [--wait]
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start and follow the OpenVLE -> Moodle workflows (Temporal at TEMPORAL_ADDRESS).",
         epilog="Settings come from the environment and .env. The commands that start or read workflows use only "
                "TEMPORAL_* (the worker uses its own MOODLE_* settings); courses and doctor use this shell's "
-               "MOODLE_* too. See README.",
+               "MOODLE_* too. See docs/configuration.md.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -40,7 +40,7 @@ LIMITED_TOKEN = os.environ.get("MOODLE_TEST_LIMITED_TOKEN", "").strip()
 MAIL_LOG = os.environ.get("MOODLE_TEST_MAIL_LOG", "").strip()
 
 SKIP_REASON = ("live Moodle tests need MOODLE_TEST_URL, MOODLE_TEST_TOKEN and MOODLE_TEST_TEMPLATE_ID "
-               "(see README, 'Live tests against a real Moodle')")
+               "(see docs/development.md, 'Live tests against a real Moodle')")
 
 #: Apply to every live test module: ``pytestmark = LIVE``.
 LIVE = [pytest.mark.live, pytest.mark.skipif(not (URL and TOKEN and TEMPLATE_ID), reason=SKIP_REASON)]
