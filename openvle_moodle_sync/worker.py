@@ -67,6 +67,9 @@ def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Wo
         workflows=ALL_WORKFLOWS,
         activities=[*sync.all(), watch.deployment_running, *RosterActivities(client).all(),
                     PlanActivities(moodle, settings).plan_event],
+        # Eager activities go from a workflow task straight to a free slot of this worker, past the task
+        # queue and so past its priority and fairness: a large event would take every slot that frees.
+        disable_eager_activity_execution=True,
         **worker_tuning(settings),
     )
 
