@@ -41,6 +41,7 @@ class WorkerTuning(TypedDict):
     activity_task_poller_behavior: PollerBehaviorAutoscaling
     workflow_task_poller_behavior: PollerBehaviorAutoscaling
     graceful_shutdown_timeout: timedelta
+    disable_eager_activity_execution: bool
 
 
 def worker_tuning(settings: Settings) -> WorkerTuning:
@@ -54,6 +55,9 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
         "activity_task_poller_behavior": PollerBehaviorAutoscaling(maximum=max(slots, 5)),
         "workflow_task_poller_behavior": PollerBehaviorAutoscaling(),
         "graceful_shutdown_timeout": timedelta(seconds=settings.moodle_sync_timeout + 5),
+        # Eager activities go from a workflow task straight to a free slot of this worker, past the task
+        # queue and so past its priority and fairness: a large event would take every slot that frees.
+        "disable_eager_activity_execution": True,
     }
 
 
@@ -67,9 +71,6 @@ def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Wo
         workflows=ALL_WORKFLOWS,
         activities=[*sync.all(), watch.deployment_running, *RosterActivities(client).all(),
                     PlanActivities(moodle, settings).plan_event],
-        # Eager activities go from a workflow task straight to a free slot of this worker, past the task
-        # queue and so past its priority and fairness: a large event would take every slot that frees.
-        disable_eager_activity_execution=True,
         **worker_tuning(settings),
     )
 
