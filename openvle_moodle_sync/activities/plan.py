@@ -69,7 +69,7 @@ class PlanActivities(MoodleSyncActivities):
                        for pid, entry in sorted(spec.roster.items()) if pid not in listed]
         plan.blocked_by_brake = brake_holds(len(plan.remove), len(spec.roster), config.max_removal_percent)
         teachers = {uid for uid, roles in enrolled.items() if config.instructor_role_id in roles}
-        plan.expected_mails = self._expected_mails(plan, teachers)
+        plan.expected_mails = self._expected_mails(plan, teachers, self._user_auth(config.user_auth))
         return plan
 
     async def _match_accounts(self, participants: list[Participant], match_field: str) -> dict[str, AccountMatch]:
@@ -109,7 +109,8 @@ class PlanActivities(MoodleSyncActivities):
             await in_shares([p for p in participants if p.id not in found], "username")
         return found
 
-    def _expected_mails(self, plan: EventPlan, teachers: set[int]) -> dict[str, int]:
+    @staticmethod
+    def _expected_mails(plan: EventPlan, teachers: set[int], user_auth: str) -> dict[str, int]:
         """The README's mail table: a new manual account gets its password; an enrol call into a course
         that has a teacher gets a welcome (students go first, so on a course without one only the
         instructors after the first get one). Removals send none."""
@@ -118,5 +119,5 @@ class PlanActivities(MoodleSyncActivities):
         roles = [e.role for e in plan.enrol] + [c.role for c in plan.change_role]
         instructors = sum(1 for r in roles if r == Role.INSTRUCTOR)
         welcome = len(roles) if has_teacher else max(0, instructors - 1)
-        new_accounts = len(plan.create_accounts) if self.settings.moodle_user_auth == "manual" else 0
+        new_accounts = len(plan.create_accounts) if user_auth == "manual" else 0
         return {MailKind.NEW_ACCOUNT: new_accounts, MailKind.WELCOME: welcome}

@@ -135,7 +135,8 @@ class ChangeParticipant:
                 MoodleSyncActivities.check_unenrol_action, action, **quick(config)
             )
         user_id = await workflow.execute_activity_method(
-            MoodleSyncActivities.find_user, FindUserInput(participant=p), **quick(config)
+            MoodleSyncActivities.find_user, FindUserInput(participant=p, match_field=config.match_field),
+            **quick(config)
         )
         outcome.moodle_user_id = user_id
         if user_id is None:
