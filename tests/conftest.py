@@ -22,6 +22,8 @@ from openvle_moodle_sync.temporal_client import data_converter, ensure_search_at
 from openvle_moodle_sync.worker import build_worker
 
 TOKEN = "test-token-0123456789abcdef"
+EXTENDED_TOKEN = "extended-token-0123456789abcdef"
+"""The simulator's token with the role functions as well (FakeMoodle(extended_token=...)), as the lab's Extended."""
 MOODLE_URL = "http://moodle.test"
 
 

@@ -32,11 +32,9 @@ from openvle_moodle_sync.devserver import temporal_cli
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
 from openvle_moodle_sync.workflows import PlanEvent, ids
-from tests.conftest import TOKEN, add_moodle_user, make_event, make_settings, running_worker
+from tests.conftest import EXTENDED_TOKEN, TOKEN, add_moodle_user, make_event, make_settings, running_worker
 
 HERE = Path(__file__).parent / "histories"
-EXTENDED_TOKEN = "extended-token-0123456789abcdef"
-"""The simulator's token with the role functions (MOODLE_UNENROL_ACTION remove_roles and suspend)."""
 
 PATCHES: tuple[str, ...] = (
     "delete-waits-for-deployment",

@@ -113,4 +113,4 @@ class EventPlan:
     drift: list[Drift] = field(default_factory=list)
     """Hand edits in Moodle since this service enrolled people; a deploy or re-run repairs them."""
     unchanged: int = 0
-    """Participants already enrolled with exactly their role."""
+    """Participants already enrolled, active, with exactly their role."""
