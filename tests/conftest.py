@@ -107,6 +107,12 @@ def make_event(fake: FakeMoodle, participants: int = 4, *, instructors: int = 1,
     return event
 
 
+def make_person(event: dict[str, Any], name: str, role: str = "student") -> dict[str, Any]:
+    """One more participant for ``event``, not in its list: id ``p-<name>``, username ``<event id>-<name>``."""
+    return {"id": f"p-{name}", "username": f"{event['id']}-{name}", "email": f"{event['id']}-{name}@example.com",
+            "first_name": name.capitalize(), "last_name": "Person", "role": role}
+
+
 async def add_moodle_user(fake: FakeMoodle, *, username: str, email: str, firstname: str, lastname: str) -> Any:
     """An account that exists in Moodle before the sync runs (created as an admin would, over REST)."""
     async with moodle_for(fake, make_settings()) as moodle:

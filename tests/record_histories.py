@@ -32,7 +32,15 @@ from openvle_moodle_sync.devserver import temporal_cli
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
 from openvle_moodle_sync.workflows import PlanEvent, ids
-from tests.conftest import EXTENDED_TOKEN, TOKEN, add_moodle_user, make_event, make_settings, running_worker
+from tests.conftest import (
+    EXTENDED_TOKEN,
+    TOKEN,
+    add_moodle_user,
+    make_event,
+    make_person,
+    make_settings,
+    running_worker,
+)
 
 HERE = Path(__file__).parent / "histories"
 
@@ -88,8 +96,7 @@ async def record_lifecycle(client: Client, fake: FakeMoodle, settings: Settings)
     await save(client, ids.deploy_id("rec-1"), "deploy_small")
     await (await starter.rerun_deployment(client, "rec-1", settings=settings)).result()
     await save(client, ids.deploy_id("rec-1"), "deploy_rerun")
-    person = {"id": "p-new", "username": "rec-new", "email": "rec-new@example.com",
-              "first_name": "New", "last_name": "Person", "role": "student"}
+    person = make_person(event, "new")
     await (await starter.add_participant(client, event, person, settings=settings)).result()
     await save(client, ids.participant_id("rec-1", "p-new"), "change_add")
     await (await starter.remove_participant(client, event, person, settings=settings)).result()

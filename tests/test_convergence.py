@@ -22,7 +22,7 @@ from openvle_moodle_sync.starter import cli
 from openvle_moodle_sync.workflows import EventRoster, ids
 from openvle_moodle_sync.workflows.roster import UPDATES_PER_RUN
 from openvle_moodle_sync.workflows.withdraw import REMOVALS_AT_ONCE
-from tests.conftest import add_moodle_user, make_event, make_settings, moodle_for, running_worker
+from tests.conftest import add_moodle_user, make_event, make_person, make_settings, moodle_for, running_worker
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -66,8 +66,7 @@ async def test_brake_keeps_everyone_does_the_adds_and_fails_with_the_numbers(cli
                                                                             settings: Settings) -> None:
     event = make_event(fake, participants=10, instructors=1)
     first = await (await starter.deploy_event(client, event, settings=settings)).result()
-    newcomer = {"id": "p-new", "username": f"{event['id']}-new", "email": f"{event['id']}-new@example.com",
-                "first_name": "New", "last_name": "Comer", "role": "student"}
+    newcomer = make_person(event, "new")
     three = [*event["participants"][:2], newcomer]
 
     with pytest.raises(WorkflowFailureError) as failure:
@@ -168,8 +167,7 @@ async def test_added_and_removed_participants_update_the_roster(client: Client, 
                                                                 settings: Settings) -> None:
     event = make_event(fake, participants=6)
     first = await (await starter.deploy_event(client, event, settings=settings)).result()
-    newcomer = {"id": "p-late", "username": f"{event['id']}-late", "email": f"{event['id']}-late@example.com",
-                "first_name": "Late", "last_name": "Comer", "role": "student"}
+    newcomer = make_person(event, "late")
     await (await starter.add_participant(client, event, newcomer, settings=settings)).result()
     await (await starter.remove_participant(client, event, event["participants"][5], settings=settings)).result()
     entries = await roster(client, event["id"])

@@ -19,6 +19,7 @@ from tests.conftest import (
     TOKEN,
     add_moodle_user,
     make_event,
+    make_person,
     make_settings,
     moodle_for,
     running_worker,
@@ -161,8 +162,7 @@ async def test_expected_mails_are_what_the_deploy_sends_under_suspend(client: Cl
         await (await starter.deploy_event(client, event, settings=settings)).result()
         people = event["participants"]
         await (await starter.remove_participant(client, event, people[5], settings=settings)).result()
-        newcomer = {"id": "p-new", "username": f"{event['id']}-new", "email": f"{event['id']}-new@example.com",
-                    "first_name": "New", "last_name": "Comer", "role": "student"}
+        newcomer = make_person(event, "new")
         promoted = {**people[3], "role": "instructor"}
         then = {**event, "participants": [*people[:3], promoted, *people[4:8], newcomer]}
 

@@ -20,7 +20,7 @@ from openvle_moodle_sync.models import parse_event, parse_participant
 from openvle_moodle_sync.temporal_client import data_converter
 from openvle_moodle_sync.workflows import ChangeParticipant, DeployEvent, ids
 from openvle_moodle_sync.workflows.types import DeployInput
-from tests.conftest import add_moodle_user, make_event, make_settings, moodle_for, running_worker
+from tests.conftest import add_moodle_user, make_event, make_person, make_settings, moodle_for, running_worker
 
 
 async def waiting_for_the_deployment(handle: WorkflowHandle[Any, Any]) -> None:
@@ -39,12 +39,10 @@ async def test_a_run_keeps_its_settings_when_another_worker_takes_over(client: C
     later = make_settings(temporal_task_queue=queue, moodle_user_match_field="email", moodle_user_auth="manual")
     event = make_event(fake, participants=2)
     # Known by username only: Moodle has this account with another address.
-    known = {"id": "p-known", "username": f"known-{event['id']}", "email": f"known-{event['id']}@example.com",
-             "first_name": "Kim", "last_name": "Known", "role": "student"}
+    known = make_person(event, "known")
     account = await add_moodle_user(fake, username=known["username"], email="kim.elsewhere@example.org",
                                     firstname="Kim", lastname="Known")
-    new = {"id": "p-new", "username": f"new-{event['id']}", "email": f"new-{event['id']}@example.com",
-           "first_name": "Nia", "last_name": "New", "role": "student"}
+    new = make_person(event, "new")
 
     async with running_worker(client, first, fake):
         await (await starter.deploy_event(client, event, settings=first)).result()
@@ -72,8 +70,7 @@ async def test_a_removal_finds_the_account_by_the_runs_match_field(client: Clien
     first = make_settings(temporal_task_queue=queue, moodle_user_match_field="username")
     later = make_settings(temporal_task_queue=queue, moodle_user_match_field="email")
     event = make_event(fake, participants=2)
-    known = {"id": "p-known", "username": f"known-{event['id']}", "email": f"known-{event['id']}@example.com",
-             "first_name": "Kim", "last_name": "Known", "role": "student"}
+    known = make_person(event, "known")
     account = await add_moodle_user(fake, username=known["username"], email="kim.elsewhere@example.org",
                                     firstname="Kim", lastname="Known")
     async with running_worker(client, first, fake):

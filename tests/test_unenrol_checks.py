@@ -3,12 +3,8 @@ log), ``doctor`` (exit code and wording)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
@@ -16,7 +12,8 @@ from fake_moodle import FakeMoodle
 from openvle_moodle_sync.moodle import check_connection
 from openvle_moodle_sync.settings import ConfigError
 from tests.conftest import EXTENDED_TOKEN, TOKEN, make_settings, moodle_for
-from tests.test_cli import ROOT, _free_port, moodle_env, run_cli
+from tests.proc import processes_in
+from tests.test_cli import moodle_env, run_cli
 
 FIX = "add core_role_assign_roles and core_role_unassign_roles to the service"
 
@@ -49,27 +46,10 @@ async def test_connection_check_knows_what_the_action_needs(token: str, action: 
 
 
 @pytest.fixture(scope="module")
-def moodle_url() -> Iterator[str]:
+def moodle_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A ``python -m fake_moodle`` subprocess with the main and the extended token."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "fake_moodle", "--port", str(port), "--token", TOKEN,
-                             "--extended-token", EXTENDED_TOKEN], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/_fake/state", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with processes_in(tmp_path_factory.mktemp("fake_moodle")) as procs:
+        yield procs.fake_moodle(TOKEN, latency_ms=0, extended_token=EXTENDED_TOKEN).url
 
 
 async def test_doctor_names_the_functions_remove_roles_needs(temporal_env: WorkflowEnvironment,
