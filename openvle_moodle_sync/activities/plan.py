@@ -27,9 +27,9 @@ from .plan_types import (
     MatchHow,
     PlanEventInput,
     PlannedEnrol,
-    PlannedRemoval,
     PlannedRoleChange,
 )
+from .types import Removal
 
 
 class PlanActivities(MoodleSyncActivities):
@@ -74,7 +74,7 @@ class PlanActivities(MoodleSyncActivities):
                 plan.enrol.append(PlannedEnrol(p.id, p.role, user_id))
                 restores.append((p, user_id))
         listed = {p.id for p in event.participants}
-        plan.remove = [PlannedRemoval(pid, entry.user_id, entry.role, spec.removal_action)
+        plan.remove = [Removal(pid, entry.user_id, entry.role, spec.removal_action)
                        for pid, entry in sorted(spec.roster.items()) if pid not in listed]
         plan.blocked_by_brake = brake_holds(len(plan.remove), len(spec.roster), config.max_removal_percent)
         # Only enrol_manual_enrol_users mails: a role given or swapped in place (the token has the role
