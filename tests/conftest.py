@@ -22,6 +22,8 @@ from openvle_moodle_sync.temporal_client import data_converter, ensure_search_at
 from openvle_moodle_sync.worker import build_worker
 
 TOKEN = "test-token-0123456789abcdef"
+EXTENDED_TOKEN = "extended-token-0123456789abcdef"
+"""The simulator's token with the role functions as well (FakeMoodle(extended_token=...)), as the lab's Extended."""
 MOODLE_URL = "http://moodle.test"
 
 
@@ -104,6 +106,12 @@ def make_event(fake: FakeMoodle, participants: int = 4, *, instructors: int = 1,
                              "moodle_course_id": fake.site.template_course_id, "participants": people}
     event.update(extra)
     return event
+
+
+def make_person(event: dict[str, Any], name: str, role: str = "student") -> dict[str, Any]:
+    """One more participant for ``event``, not in its list: id ``p-<name>``, username ``<event id>-<name>``."""
+    return {"id": f"p-{name}", "username": f"{event['id']}-{name}", "email": f"{event['id']}-{name}@example.com",
+            "first_name": name.capitalize(), "last_name": "Person", "role": role}
 
 
 async def add_moodle_user(fake: FakeMoodle, *, username: str, email: str, firstname: str, lastname: str) -> Any:

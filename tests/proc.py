@@ -162,10 +162,13 @@ class Processes:
 
     # -- the three kinds of process ------------------------------------------------------------------
 
-    def fake_moodle(self, token: str, *, latency_ms: float = 20, name: str = "fake_moodle") -> FakeMoodleProc:
+    def fake_moodle(self, token: str, *, latency_ms: float = 20, name: str = "fake_moodle",
+                    limited_token: str | None = None, extended_token: str | None = None) -> FakeMoodleProc:
         port = free_port()
+        more = [*(["--limited-token", limited_token] if limited_token else []),
+                *(["--extended-token", extended_token] if extended_token else [])]
         proc = FakeMoodleProc(name, [PYTHON, "-m", "fake_moodle", "--port", str(port), "--token", token,
-                                     "--latency-ms", str(latency_ms)],
+                                     "--latency-ms", str(latency_ms), *more],
                               log_path=self.directory / f"{name}.log", port=port)
         self.started.append(proc)
         proc.start()

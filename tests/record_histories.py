@@ -10,7 +10,11 @@ path and keeps every stored one, so that the old and the new paths both stay tes
   `PATCHES` order) the run went through, and for a child workflow the newest its parent went through.
 
 A file that exists already holds that code path: it is left as it is, never rewritten. Commit only the
-new files."""
+new files.
+
+The scenarios: an event's life (deploy, re-run, add, remove, archive, delete), a participant who fails, a
+deployment in child workflows, convergence (plan, deploy taking people away, the brake, the roster), removal
+and archive under MOODLE_UNENROL_ACTION remove_roles and suspend, and a deploy with Moodle disabled."""
 
 from __future__ import annotations
 
@@ -25,8 +29,18 @@ from temporalio.testing import WorkflowEnvironment
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli
+from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
-from tests.conftest import TOKEN, add_moodle_user, make_event, make_settings, running_worker
+from openvle_moodle_sync.workflows import PlanEvent, ids
+from tests.conftest import (
+    EXTENDED_TOKEN,
+    TOKEN,
+    add_moodle_user,
+    make_event,
+    make_person,
+    make_settings,
+    running_worker,
+)
 
 HERE = Path(__file__).parent / "histories"
 
@@ -75,6 +89,76 @@ async def save(client: Client, workflow_id: str, scenario: str, *, parent: str |
     print("recorded", path.name, len(history.events), "events")
 
 
+async def record_lifecycle(client: Client, fake: FakeMoodle, settings: Settings) -> None:
+    """One event's life: deploy, re-run, add, remove, archive, delete."""
+    event = make_event(fake, participants=5, instructors=1, event_id="rec-1")
+    await (await starter.deploy_event(client, event, settings=settings)).result()
+    await save(client, ids.deploy_id("rec-1"), "deploy_small")
+    await (await starter.rerun_deployment(client, "rec-1", settings=settings)).result()
+    await save(client, ids.deploy_id("rec-1"), "deploy_rerun")
+    person = make_person(event, "new")
+    await (await starter.add_participant(client, event, person, settings=settings)).result()
+    await save(client, ids.participant_id("rec-1", "p-new"), "change_add")
+    await (await starter.remove_participant(client, event, person, settings=settings)).result()
+    await save(client, ids.participant_id("rec-1", "p-new"), "change_remove")
+    await (await starter.archive_event(client, event, settings=settings)).result()
+    await save(client, ids.archive_id("rec-1"), "archive")
+    await (await starter.delete_event(client, event, settings=settings)).result()
+    await save(client, ids.delete_id("rec-1"), "delete")
+
+
+async def record_failed_participant(client: Client, fake: FakeMoodle, settings: Settings) -> None:
+    bad = make_event(fake, participants=3, event_id="rec-2")
+    # Someone else holds participant p-1's username: that participant fails alone.
+    await add_moodle_user(fake, username=bad["participants"][1]["username"], email="other@example.com",
+                          firstname="Other", lastname="Person")
+    await starter.deploy_event(client, bad, settings=settings)
+    with contextlib.suppress(WorkflowFailureError):
+        await client.get_workflow_handle(ids.deploy_id("rec-2")).result()
+    await save(client, ids.deploy_id("rec-2"), "deploy_failed_participant")
+
+
+async def record_batched(client: Client, fake: FakeMoodle, settings: Settings) -> None:
+    big = make_event(fake, participants=620, instructors=10, event_id="rec-3")
+    await (await starter.deploy_event(client, big, settings=settings)).result()
+    await save(client, ids.deploy_id("rec-3"), "deploy_batched")
+    await save(client, ids.batch_id("rec-3", "students", 1), "deploy_batch_child", parent=ids.deploy_id("rec-3"))
+
+
+async def record_convergence(client: Client, fake: FakeMoodle, settings: Settings) -> None:
+    """Deploy 10, plan and deploy 8 (two taken away), deploy 3 (the brake holds); the roster's whole life."""
+    event = make_event(fake, participants=10, instructors=1, event_id="conv-1")
+    await (await starter.deploy_event(client, event, settings=settings)).result()
+    eight = {**event, "participants": event["participants"][:8]}
+    plan = await starter.plan_event(client, eight, settings=settings)
+    assert len(plan.remove) == 2
+    async for run in client.list_workflows(f"WorkflowType = '{PlanEvent.__temporal_workflow_definition.name}'"):  # type: ignore[attr-defined]
+        await save(client, run.id, "plan")
+    await (await starter.deploy_event(client, eight, settings=settings)).result()
+    await save(client, ids.deploy_id("conv-1"), "deploy_converge")
+    three = {**event, "participants": event["participants"][:3]}
+    with contextlib.suppress(WorkflowFailureError):
+        await (await starter.deploy_event(client, three, settings=settings)).result()
+    await save(client, ids.deploy_id("conv-1"), "deploy_brake")
+    await (await starter.delete_event(client, three, settings=settings)).result()  # ends the roster
+    await save(client, ids.roster_id("conv-1"), "event_roster")
+
+
+async def record_unenrol_actions(client: Client) -> None:
+    """Removal and archive under the MOODLE_UNENROL_ACTION values that write something other than unenrol."""
+    fake = FakeMoodle(token=TOKEN, extended_token=EXTENDED_TOKEN)
+    for action in ("remove_roles", "suspend"):
+        settings = make_settings(moodle_token=EXTENDED_TOKEN, moodle_unenrol_action=action)
+        async with running_worker(client, settings, fake):
+            event = make_event(fake, participants=4, instructors=1, event_id=f"rec-{action.replace('_', '-')}")
+            await (await starter.deploy_event(client, event, settings=settings)).result()
+            person = event["participants"][1]
+            await (await starter.remove_participant(client, event, person, settings=settings)).result()
+            await save(client, ids.participant_id(event["id"], person["id"]), f"change_remove_{action}")
+            await (await starter.archive_event(client, event, settings=settings)).result()
+            await save(client, ids.archive_id(event["id"]), f"archive_{action}")
+
+
 async def main() -> None:
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli(),
                                                 dev_server_extra_args=list(DEV_SERVER_ARGS),
@@ -84,39 +168,15 @@ async def main() -> None:
     fake = FakeMoodle(token=TOKEN)
     settings = make_settings(moodle_delete_course_on_event_delete=True)
     async with running_worker(client, settings, fake):
-        event = make_event(fake, participants=5, instructors=1, event_id="rec-1")
-        await (await starter.deploy_event(client, event, settings=settings)).result()
-        await save(client, "moodle-deploy-rec-1", "deploy_small")
-        await (await starter.rerun_deployment(client, "rec-1", settings=settings)).result()
-        await save(client, "moodle-deploy-rec-1", "deploy_rerun")
-        person = {"id": "p-new", "username": "rec-new", "email": "rec-new@example.com",
-                  "first_name": "New", "last_name": "Person", "role": "student"}
-        await (await starter.add_participant(client, event, person, settings=settings)).result()
-        await save(client, "moodle-participant-rec-1-p-new", "change_add")
-        await (await starter.remove_participant(client, event, person, settings=settings)).result()
-        await save(client, "moodle-participant-rec-1-p-new", "change_remove")
-        await (await starter.archive_event(client, event, settings=settings)).result()
-        await save(client, "moodle-archive-rec-1", "archive")
-        await (await starter.delete_event(client, event, settings=settings)).result()
-        await save(client, "moodle-delete-rec-1", "delete")
-
-        bad = make_event(fake, participants=3, event_id="rec-2")
-        # Someone else holds participant p-1's username: that participant fails alone.
-        await add_moodle_user(fake, username=bad["participants"][1]["username"], email="other@example.com",
-                              firstname="Other", lastname="Person")
-        await starter.deploy_event(client, bad, settings=settings)
-        with contextlib.suppress(WorkflowFailureError):
-            await client.get_workflow_handle("moodle-deploy-rec-2").result()
-        await save(client, "moodle-deploy-rec-2", "deploy_failed_participant")
-
-        big = make_event(fake, participants=620, instructors=10, event_id="rec-3")
-        await (await starter.deploy_event(client, big, settings=settings)).result()
-        await save(client, "moodle-deploy-rec-3", "deploy_batched")
-        await save(client, "moodle-deploy-rec-3-students-1", "deploy_batch_child", parent="moodle-deploy-rec-3")
+        await record_lifecycle(client, fake, settings)
+        await record_failed_participant(client, fake, settings)
+        await record_batched(client, fake, settings)
+        await record_convergence(client, fake, settings)
+    await record_unenrol_actions(client)
     disabled = make_settings(moodle_enabled=False, moodle_url="", moodle_token="")
     async with running_worker(client, disabled, fake):
         await (await starter.deploy_event(client, make_event(fake, 2, event_id="rec-4"), settings=disabled)).result()
-        await save(client, "moodle-deploy-rec-4", "deploy_disabled")
+        await save(client, ids.deploy_id("rec-4"), "deploy_disabled")
     await env.shutdown()
 
 

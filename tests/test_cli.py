@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -39,9 +37,8 @@ from openvle_moodle_sync.starter import cli
 from openvle_moodle_sync.temporal_client import ensure_search_attributes
 from openvle_moodle_sync.workflows import ids
 from tests.conftest import TOKEN, make_event
-from tests.proc import processes_in
+from tests.proc import ROOT, free_port, processes_in
 
-ROOT = Path(__file__).resolve().parent.parent
 LIMITED_TOKEN = "limited-token-abcdef0123456789"
 
 
@@ -280,39 +277,11 @@ async def run_cli(*argv: str, env: dict[str, str], timeout: float = 60) -> tuple
     return proc.returncode, out.decode()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def moodle_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A ``python -m fake_moodle`` subprocess (a real HTTP Moodle for doctor and courses)."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("fake_moodle") / "fake_moodle.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "fake_moodle", "--port", str(port), "--token", TOKEN,
-                                 "--limited-token", LIMITED_TOKEN], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/_fake/state", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with processes_in(tmp_path_factory.mktemp("fake_moodle")) as procs:
+        yield procs.fake_moodle(TOKEN, latency_ms=0, limited_token=LIMITED_TOKEN).url
 
 
 def target(temporal_env: WorkflowEnvironment) -> str:
@@ -348,14 +317,14 @@ async def test_doctor_limited_token_lists_missing_functions(temporal_env: Workfl
 
 async def test_doctor_without_temporal(moodle_url: str) -> None:
     env = cli_env(MOODLE_ENABLED="True", MOODLE_URL=moodle_url, MOODLE_TOKEN=TOKEN,
-                  TEMPORAL_ADDRESS=f"127.0.0.1:{_free_port()}")
+                  TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
     code, out = await run_cli("doctor", env=env)
     assert code != 0 and "FAIL Temporal" in out and "TEMPORAL_ADDRESS" in out
     assert "OK   Moodle" in out  # the other checks still run
 
 
 async def test_temporal_unreachable_exits_1_naming_the_address(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     code, out = await run_cli("progress", "--event-id", "42", env=cli_env(TEMPORAL_ADDRESS=f"127.0.0.1:{port}"))
     assert_in_words(code, out, "TEMPORAL_ADDRESS", str(port))
 
@@ -431,7 +400,7 @@ async def test_a_wrong_namespace_is_said_by_every_command(temporal_env: Workflow
 async def test_connection_errors_are_said_with_the_fix(temporal_env: WorkflowEnvironment,
                                                        event_files: dict[str, str]) -> None:
     address = target(temporal_env)
-    closed = f"127.0.0.1:{_free_port()}"
+    closed = f"127.0.0.1:{free_port()}"
     cases = [
         (cli_env(TEMPORAL_ADDRESS=f"http://{address}"), ["has a scheme", f"TEMPORAL_ADDRESS={address}"]),
         (cli_env(TEMPORAL_ADDRESS=address, TEMPORAL_TLS="true"), ["TLS", "plain text", 'TEMPORAL_TLS="False"']),

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.exceptions import ApplicationError
 
 from fake_moodle import FakeMoodle
@@ -21,7 +21,8 @@ from openvle_moodle_sync.settings import ConfigError, Settings
 from openvle_moodle_sync.starter import cli
 from openvle_moodle_sync.workflows import EventRoster, ids
 from openvle_moodle_sync.workflows.roster import UPDATES_PER_RUN
-from tests.conftest import add_moodle_user, make_event, make_settings, moodle_for, running_worker
+from openvle_moodle_sync.workflows.withdraw import REMOVALS_AT_ONCE
+from tests.conftest import add_moodle_user, make_event, make_person, make_settings, moodle_for, running_worker
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -65,8 +66,7 @@ async def test_brake_keeps_everyone_does_the_adds_and_fails_with_the_numbers(cli
                                                                             settings: Settings) -> None:
     event = make_event(fake, participants=10, instructors=1)
     first = await (await starter.deploy_event(client, event, settings=settings)).result()
-    newcomer = {"id": "p-new", "username": f"{event['id']}-new", "email": f"{event['id']}-new@example.com",
-                "first_name": "New", "last_name": "Comer", "role": "student"}
+    newcomer = make_person(event, "new")
     three = [*event["participants"][:2], newcomer]
 
     with pytest.raises(WorkflowFailureError) as failure:
@@ -92,6 +92,34 @@ async def test_an_empty_list_is_what_the_brake_is_for(client: Client, fake: Fake
     cause = failure.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == ErrorType.MASS_REMOVAL_BLOCKED
     assert len(fake.site.enrolled(first.course_id)) == 4
+
+
+def most_pending(history: WorkflowHistory, activity_type: str) -> int:
+    """The most activities of ``activity_type`` the run had scheduled and not yet finished at one time."""
+    pending: set[int] = set()
+    most = 0
+    for event in history.events:
+        scheduled = event.activity_task_scheduled_event_attributes
+        if event.HasField("activity_task_scheduled_event_attributes") and scheduled.activity_type.name == activity_type:
+            pending.add(event.event_id)
+            most = max(most, len(pending))
+        for ended in ("completed", "failed", "timed_out", "canceled"):
+            field = f"activity_task_{ended}_event_attributes"
+            if event.HasField(field):
+                pending.discard(getattr(event, field).scheduled_event_id)
+    return most
+
+
+async def test_a_mass_removal_past_the_brake_keeps_the_pending_activities_bounded(
+        client: Client, fake: FakeMoodle, settings: Settings) -> None:
+    event = make_event(fake, participants=600, instructors=1)
+    first = await (await starter.deploy_event(client, event, settings=settings)).result()
+    handle = await starter.deploy_event(client, with_people(event, []), settings=settings, allow_mass_removal=True)
+    result = await handle.result()
+    assert len(result.removed) == 600 and result.removal_blocked == 0
+    assert fake.site.enrolled(first.course_id) == {}
+    # Temporal allows 2,000 pending activities per run: thousands leaving must not all be pending at once.
+    assert most_pending(await handle.fetch_history(), "withdraw_user") == REMOVALS_AT_ONCE
 
 
 async def test_two_removals_always_pass_the_brake(client: Client, fake: FakeMoodle, settings: Settings) -> None:
@@ -139,8 +167,7 @@ async def test_added_and_removed_participants_update_the_roster(client: Client, 
                                                                 settings: Settings) -> None:
     event = make_event(fake, participants=6)
     first = await (await starter.deploy_event(client, event, settings=settings)).result()
-    newcomer = {"id": "p-late", "username": f"{event['id']}-late", "email": f"{event['id']}-late@example.com",
-                "first_name": "Late", "last_name": "Comer", "role": "student"}
+    newcomer = make_person(event, "late")
     await (await starter.add_participant(client, event, newcomer, settings=settings)).result()
     await (await starter.remove_participant(client, event, event["participants"][5], settings=settings)).result()
     entries = await roster(client, event["id"])

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,9 +15,9 @@ import pytest
 
 from fake_moodle import FakeMoodle
 from fake_moodle.forms import parse_form
+from tests.proc import ROOT, free_port
 
 REST = "/webservice/rest/server.php"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class Client:
@@ -497,15 +495,9 @@ async def test_control_endpoints(moodle: Client, fake: FakeMoodle) -> None:
 # -- over real HTTP ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "fake_moodle", "--port", str(port), "--token", "T", "--limited-token", "L"],
         cwd=ROOT,

@@ -12,7 +12,7 @@ from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.settings import Settings
-from tests.conftest import add_moodle_course, add_moodle_user, make_event, make_settings, running_worker
+from tests.conftest import add_moodle_course, add_moodle_user, make_event, make_person, make_settings, running_worker
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -139,8 +139,7 @@ async def test_concurrent_add_remove_ends_in_last_requested_state(client: Client
                                                                   settings: Settings) -> None:
     event = make_event(fake, participants=3)
     result = await (await starter.deploy_event(client, event, settings=settings)).result()
-    person = {"id": "p-x", "username": f"{event['id']}-x", "email": f"{event['id']}-x@example.com",
-              "first_name": "X", "last_name": "Y", "role": "student"}
+    person = make_person(event, "x")
     sequence = ["add", "remove", "add", "remove", "add"]
     handles = []
     for action in sequence:
@@ -229,8 +228,7 @@ async def test_rerun_keeps_participant_changes_made_after_the_deployment(client:
     event = make_event(fake, participants=4)
     result = await (await starter.deploy_event(client, event, settings=settings)).result()
     leaver = event["participants"][-1]
-    newcomer = {"id": "p-late", "username": f"{event['id']}-late", "email": f"{event['id']}-late@example.com",
-                "first_name": "Late", "last_name": "Comer", "role": "student"}
+    newcomer = make_person(event, "late")
     await (await starter.remove_participant(client, event, leaver, settings=settings)).result()
     await (await starter.add_participant(client, event, newcomer, settings=settings)).result()
     for _ in range(50):  # visibility (the run list) trails the runs by a moment

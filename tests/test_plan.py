@@ -14,11 +14,21 @@ from openvle_moodle_sync.activities.plan_types import CourseAction, DriftKind, M
 from openvle_moodle_sync.models import InputError
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.starter import cli
-from tests.conftest import add_moodle_user, make_event, make_settings, moodle_for, running_worker
+from tests.conftest import (
+    EXTENDED_TOKEN,
+    TOKEN,
+    add_moodle_user,
+    make_event,
+    make_person,
+    make_settings,
+    moodle_for,
+    running_worker,
+)
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-READS = {"core_course_get_courses_by_field", "core_user_get_users_by_field", "core_enrol_get_enrolled_users"}
+READS = {"core_course_get_courses_by_field", "core_user_get_users_by_field", "core_enrol_get_enrolled_users",
+         "core_webservice_get_site_info"}
 
 
 def mails(fake: FakeMoodle) -> dict[str, int]:
@@ -138,3 +148,29 @@ async def test_plan_command_prints_json_and_a_table(client: Client, fake: FakeMo
     assert await cli.run(["plan", "--event", str(path)], settings=settings, client=client) == 0
     table = capsys.readouterr().out
     assert "create" in table and "new_account" in table and "p-2" in table
+
+
+@pytest.mark.parametrize("token", [EXTENDED_TOKEN, TOKEN], ids=["role-functions", "guide-functions"])
+async def test_expected_mails_are_what_the_deploy_sends_under_suspend(client: Client, token: str) -> None:
+    """On a course with a teacher, MOODLE_UNENROL_ACTION=suspend: two people leave (suspended: a welcome each),
+    one suspended earlier is listed again (re-activated: one), one is new (one, and a password), one student
+    becomes instructor (in place with the role functions: none; re-enrolled without them: one)."""
+    fake = FakeMoodle(token=TOKEN, extended_token=EXTENDED_TOKEN)
+    settings = make_settings(moodle_unenrol_action="suspend", moodle_token=token)
+    async with running_worker(client, settings, fake):
+        event = make_event(fake, participants=10, instructors=1)
+        await (await starter.deploy_event(client, event, settings=settings)).result()
+        people = event["participants"]
+        await (await starter.remove_participant(client, event, people[5], settings=settings)).result()
+        newcomer = make_person(event, "new")
+        promoted = {**people[3], "role": "instructor"}
+        then = {**event, "participants": [*people[:3], promoted, *people[4:8], newcomer]}
+
+        plan = await plan_reading_only(client, fake, then, settings)
+        before = mails(fake)
+        await (await starter.deploy_event(client, then, settings=settings)).result()
+        after = mails(fake)
+    sent = {kind: after[kind] - before[kind] for kind in after}
+    assert sorted(r.participant_id for r in plan.remove) == ["p-8", "p-9"] and not plan.blocked_by_brake
+    assert plan.expected_mails == sent == {MailKind.NEW_ACCOUNT: 1,
+                                           MailKind.WELCOME: 4 if token == EXTENDED_TOKEN else 5}

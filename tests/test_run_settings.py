@@ -5,19 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import ActivityEnvironment
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
-from openvle_moodle_sync.activities.types import EnsureUserInput, MatchKey, PlanInput
+from openvle_moodle_sync.activities.plan import PlanActivities
+from openvle_moodle_sync.activities.plan_types import MailKind, PlanEventInput
+from openvle_moodle_sync.activities.types import EnsureUserInput, MatchKey, PlanInput, SyncConfig
 from openvle_moodle_sync.models import parse_event, parse_participant
 from openvle_moodle_sync.temporal_client import data_converter
 from openvle_moodle_sync.workflows import ChangeParticipant, DeployEvent, ids
 from openvle_moodle_sync.workflows.types import DeployInput
-from tests.conftest import add_moodle_user, make_event, make_settings, moodle_for, running_worker
+from tests.conftest import add_moodle_user, make_event, make_person, make_settings, moodle_for, running_worker
+
+
+async def waiting_for_the_deployment(handle: WorkflowHandle[Any, Any]) -> None:
+    for _ in range(100):
+        if "waiting" in (await handle.query(ChangeParticipant.progress)).stage:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the change never started waiting for the deployment")
 
 
 async def test_a_run_keeps_its_settings_when_another_worker_takes_over(client: Client, fake: FakeMoodle) -> None:
@@ -28,12 +39,10 @@ async def test_a_run_keeps_its_settings_when_another_worker_takes_over(client: C
     later = make_settings(temporal_task_queue=queue, moodle_user_match_field="email", moodle_user_auth="manual")
     event = make_event(fake, participants=2)
     # Known by username only: Moodle has this account with another address.
-    known = {"id": "p-known", "username": f"known-{event['id']}", "email": f"known-{event['id']}@example.com",
-             "first_name": "Kim", "last_name": "Known", "role": "student"}
+    known = make_person(event, "known")
     account = await add_moodle_user(fake, username=known["username"], email="kim.elsewhere@example.org",
                                     firstname="Kim", lastname="Known")
-    new = {"id": "p-new", "username": f"new-{event['id']}", "email": f"new-{event['id']}@example.com",
-           "first_name": "Nia", "last_name": "New", "role": "student"}
+    new = make_person(event, "new")
 
     async with running_worker(client, first, fake):
         await (await starter.deploy_event(client, event, settings=first)).result()
@@ -43,12 +52,7 @@ async def test_a_run_keeps_its_settings_when_another_worker_takes_over(client: C
             task_queue=f"nobody-{uuid.uuid4().hex[:8]}")
         handles = [await starter.add_participant(client, event, p, settings=first) for p in (known, new)]
         for handle in handles:
-            for _ in range(100):
-                if "waiting" in (await handle.query(ChangeParticipant.progress)).stage:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the change never started waiting for the deployment")
+            await waiting_for_the_deployment(handle)
     async with running_worker(client, later, fake):
         await blocker.terminate("test: the deployment is over")
         known_result, new_result = [await asyncio.wait_for(h.result(), 60) for h in handles]
@@ -57,6 +61,43 @@ async def test_a_run_keeps_its_settings_when_another_worker_takes_over(client: C
     created = fake.site.user_by_username(new["username"])
     assert created is not None and new_result.applied[-1].moodle_user_id == created.id
     assert created.auth == "ldap"  # the run's MOODLE_USER_AUTH, not the later worker's "manual"
+
+
+async def test_a_removal_finds_the_account_by_the_runs_match_field(client: Client, fake: FakeMoodle) -> None:
+    """A removal started on a worker matching by username finishes on one matching by email: the account
+    known only by its username is still found, and the person taken away."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    first = make_settings(temporal_task_queue=queue, moodle_user_match_field="username")
+    later = make_settings(temporal_task_queue=queue, moodle_user_match_field="email")
+    event = make_event(fake, participants=2)
+    known = make_person(event, "known")
+    account = await add_moodle_user(fake, username=known["username"], email="kim.elsewhere@example.org",
+                                    firstname="Kim", lastname="Known")
+    async with running_worker(client, first, fake):
+        course_id = (await (await starter.deploy_event(client, event, settings=first)).result()).course_id
+        await (await starter.add_participant(client, event, known, settings=first)).result()
+        blocker = await client.start_workflow(
+            DeployEvent.run, DeployInput(event=parse_event(event)), id=ids.deploy_id(event["id"]),
+            task_queue=f"nobody-{uuid.uuid4().hex[:8]}")
+        handle = await starter.remove_participant(client, event, known, settings=first)
+        await waiting_for_the_deployment(handle)
+    assert account.id in fake.site.enrolled(course_id)
+    async with running_worker(client, later, fake):
+        await blocker.terminate("test: the deployment is over")
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert result.applied[-1].moodle_user_id == account.id
+    assert account.id not in fake.site.enrolled(course_id)
+
+
+async def test_plan_counts_password_mails_by_the_runs_auth(fake: FakeMoodle) -> None:
+    """The run recorded MOODLE_USER_AUTH=ldap: new accounts get no password mail, whatever the worker says."""
+    event = parse_event(make_event(fake, participants=3))
+    async with moodle_for(fake, make_settings()) as moodle:  # the worker: manual
+        activities = PlanActivities(moodle, make_settings(moodle_user_auth="manual"))
+        plan = await ActivityEnvironment().run(activities.plan_event, PlanEventInput(
+            event=event, course_id=None, roster={}, config=SyncConfig(enabled=True, user_auth="ldap"),
+            removal_action="unenrol"))
+    assert len(plan.create_accounts) == 3 and plan.expected_mails[MailKind.NEW_ACCOUNT] == 0
 
 
 async def test_plan_uses_the_runs_managed_roles(fake: FakeMoodle) -> None:

@@ -301,14 +301,14 @@ async def test_api_key_reaches_the_server_as_authorization_header(temporal_env: 
 
 
 async def test_the_api_key_is_in_no_connection_error(tmp_path: Path) -> None:
-    from tests.test_cli import _free_port
+    from tests.proc import free_port
 
-    settings = make_settings(temporal_address=f"127.0.0.1:{_free_port()}", temporal_api_key=API_KEY)
+    settings = make_settings(temporal_address=f"127.0.0.1:{free_port()}", temporal_api_key=API_KEY)
     with pytest.raises(ConnectionError) as raised:
         await connect(settings)
     assert API_KEY not in str(raised.value) and "TEMPORAL_ADDRESS" in str(raised.value)
     code, out = await run_cli("progress", "--event-id", "42", env=cli_env(
-        TEMPORAL_ADDRESS=f"127.0.0.1:{_free_port()}", TEMPORAL_API_KEY=API_KEY, XDG_CONFIG_HOME=str(tmp_path)))
+        TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}", TEMPORAL_API_KEY=API_KEY, XDG_CONFIG_HOME=str(tmp_path)))
     assert code == 1 and "API key" in out and API_KEY not in out and "Traceback" not in out
 
 

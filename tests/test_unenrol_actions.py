@@ -17,19 +17,18 @@ from openvle_moodle_sync import starter
 from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.workflows.common import root_cause
-from tests.conftest import TOKEN, make_event, make_settings, running_worker
+from tests.conftest import EXTENDED_TOKEN, TOKEN, make_event, make_settings, running_worker
 
-EXTENDED = "extended-token-0123456789abcdef"
 WRITES = ("enrol_manual_enrol_users", "enrol_manual_unenrol_users", "core_role_assign_roles",
           "core_role_unassign_roles", "core_course_update_courses", "core_user_create_users")
 
 
 @pytest.fixture
 def fake() -> FakeMoodle:
-    return FakeMoodle(token=TOKEN, extended_token=EXTENDED)
+    return FakeMoodle(token=TOKEN, extended_token=EXTENDED_TOKEN)
 
 
-def settings_for(action: str, token: str = EXTENDED) -> Settings:
+def settings_for(action: str, token: str = EXTENDED_TOKEN) -> Settings:
     return make_settings(moodle_unenrol_action=action, moodle_token=token)
 
 
@@ -127,7 +126,7 @@ async def test_archive_by_action(client: Client, fake: FakeMoodle, action: str) 
         assert len(fake.site.messages) == mails
 
 
-@pytest.mark.parametrize("token", [EXTENDED, TOKEN], ids=["role-functions", "the-14"])
+@pytest.mark.parametrize("token", [EXTENDED_TOKEN, TOKEN], ids=["role-functions", "the-14"])
 async def test_role_change(client: Client, fake: FakeMoodle, token: str) -> None:
     """With the role functions a student turned instructor keeps the enrolment and the grade, unmailed;
     without them the enrolment is re-made and Moodle deletes the grade (the README says so)."""
@@ -140,7 +139,7 @@ async def test_role_change(client: Client, fake: FakeMoodle, token: str) -> None
         await (await starter.add_participant(client, event, person, settings=settings)).result()
         enrolment = fake.site.enrolments[course_id][user_id]
         assert enrolment.roles == {3}
-        in_place = token == EXTENDED
+        in_place = token == EXTENDED_TOKEN
         assert (enrolment.id == ue_id) == in_place
         assert fake.site.grades.get((course_id, user_id)) == (87.0 if in_place else None)
         assert welcomes(fake, user_id) - mails == (0 if in_place else 1)

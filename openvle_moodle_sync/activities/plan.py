@@ -1,7 +1,9 @@
 """The read-only plan of a deploy: accounts, enrolments, removals and mails, from reads only.
 
 It runs on the worker (the Moodle token stays there) as one activity of the workflow `PlanEvent`, and
-calls only Moodle's read functions: core_user_get_users_by_field and core_enrol_get_enrolled_users."""
+calls only Moodle's read functions: core_user_get_users_by_field, core_enrol_get_enrolled_users and, when
+someone enrolled needs a role given back or changed, core_webservice_get_site_info (can the token swap
+roles in place?)."""
 
 from __future__ import annotations
 
@@ -25,9 +27,9 @@ from .plan_types import (
     MatchHow,
     PlanEventInput,
     PlannedEnrol,
-    PlannedRemoval,
     PlannedRoleChange,
 )
+from .types import Removal
 
 
 class PlanActivities(MoodleSyncActivities):
@@ -43,11 +45,16 @@ class PlanActivities(MoodleSyncActivities):
         plan.matched_accounts = [matches[p.id] for p in event.participants if p.id in matches]
         plan.create_accounts = [p.id for p in event.participants if p.id not in matches]
         enrolled: dict[int, set[int]] = {}
+        suspended: set[int] = set()
         if spec.course_id is not None:
             enrolled = {u["id"]: {r["roleid"] for r in u.get("roles", [])}
                         for u in await self._enrolled(spec.course_id)}
+            if enrolled:
+                suspended = await self.moodle.get_suspended_user_ids(spec.course_id)
         role_ids = {Role.STUDENT: config.student_role_id, Role.INSTRUCTOR: config.instructor_role_id}
         managed = set(role_ids.values())
+        # Enrolled, needing a role given, swapped or re-activated: enrol_user keeps their enrolment.
+        restores: list[tuple[Participant, int]] = []
         for p in event.participants:
             user_id = matches[p.id].moodle_user_id if p.id in matches else None
             roles = enrolled.get(user_id) if user_id is not None else None
@@ -58,18 +65,31 @@ class PlanActivities(MoodleSyncActivities):
                     plan.drift.append(Drift(p.id, user_id, DriftKind.NOT_ENROLLED))
             elif roles & managed - {role_ids[p.role]}:
                 plan.change_role.append(PlannedRoleChange(p.id, user_id, p.role))
+                restores.append((p, user_id))
                 if earlier is not None and earlier.role == p.role:
                     plan.drift.append(Drift(p.id, user_id, DriftKind.ROLE_CHANGED))
-            elif role_ids[p.role] in roles:
+            elif role_ids[p.role] in roles and user_id not in suspended:
                 plan.unchanged += 1
-            else:  # enrolled without a managed role: the deploy adds the role with an enrol call
+            else:  # suspended, or enrolled without a managed role: the deploy's enrol_user restores them
                 plan.enrol.append(PlannedEnrol(p.id, p.role, user_id))
+                restores.append((p, user_id))
         listed = {p.id for p in event.participants}
-        plan.remove = [PlannedRemoval(pid, entry.user_id, entry.role, spec.removal_action)
+        plan.remove = [Removal(pid, entry.user_id, entry.role, spec.removal_action)
                        for pid, entry in sorted(spec.roster.items()) if pid not in listed]
         plan.blocked_by_brake = brake_holds(len(plan.remove), len(spec.roster), config.max_removal_percent)
+        # Only enrol_manual_enrol_users mails: a role given or swapped in place (the token has the role
+        # functions, the enrolment is active) sends nothing.
+        in_place = bool([u for _, u in restores if u not in suspended]) and await self._can_swap()
+        silent = {p.id for p, u in restores if in_place and u not in suspended}
+        writes = [(e.role, e.participant_id not in silent) for e in plan.enrol]
+        writes += [(c.role, c.participant_id not in silent) for c in plan.change_role]
         teachers = {uid for uid, roles in enrolled.items() if config.instructor_role_id in roles}
-        plan.expected_mails = self._expected_mails(plan, teachers)
+        teachers -= {c.moodle_user_id for c in plan.change_role if c.role == Role.STUDENT}
+        suspending = [] if plan.blocked_by_brake or spec.removal_action != "suspend" else [
+            r for r in plan.remove if r.moodle_user_id in enrolled and r.moodle_user_id not in suspended]
+        plan.expected_mails = expected_mails(
+            writes, has_teacher=bool(teachers), suspending=len(suspending),
+            new_accounts=len(plan.create_accounts), user_auth=self._user_auth(config.user_auth))
         return plan
 
     async def _match_accounts(self, participants: list[Participant], match_field: str) -> dict[str, AccountMatch]:
@@ -109,14 +129,25 @@ class PlanActivities(MoodleSyncActivities):
             await in_shares([p for p in participants if p.id not in found], "username")
         return found
 
-    def _expected_mails(self, plan: EventPlan, teachers: set[int]) -> dict[str, int]:
-        """The mail table of docs/workflows.md: a new manual account gets its password; an enrol call into a course
-        that has a teacher gets a welcome (students go first, so on a course without one only the
-        instructors after the first get one). Removals send none."""
-        changing_to_student = {c.moodle_user_id for c in plan.change_role if c.role == Role.STUDENT}
-        has_teacher = bool(teachers - changing_to_student)
-        roles = [e.role for e in plan.enrol] + [c.role for c in plan.change_role]
-        instructors = sum(1 for r in roles if r == Role.INSTRUCTOR)
-        welcome = len(roles) if has_teacher else max(0, instructors - 1)
-        new_accounts = len(plan.create_accounts) if self.settings.moodle_user_auth == "manual" else 0
-        return {MailKind.NEW_ACCOUNT: new_accounts, MailKind.WELCOME: welcome}
+
+def expected_mails(writes: list[tuple[str, bool]], *, has_teacher: bool, suspending: int, new_accounts: int,
+                   user_auth: str) -> dict[str, int]:
+    """The mail table of docs/workflows.md for the next deploy.
+
+    ``writes``: the deploy's enrolment writes, (role, whether it is an enrol_manual_enrol_users call). Moodle
+    mails a welcome on every such call while the course has a teacher. Students go first: they get one
+    only when a teacher stays through their phase (``has_teacher``); on a course without one, the first
+    instructor's call makes the teacher and the later instructors' calls mail (when a silent role swap
+    could come first, every call is counted: at most). Then the removals: with `suspend`, Moodle mails
+    each person suspended (MDL-70582), as the course has a teacher by then; the other actions mail nobody.
+    A new manual account gets its password."""
+    student_calls = sum(1 for role, call in writes if role == Role.STUDENT and call)
+    instructor_writes = [call for role, call in writes if role == Role.INSTRUCTOR]
+    instructor_calls = sum(instructor_writes)
+    if has_teacher:
+        welcome = student_calls + instructor_calls
+    else:
+        welcome = instructor_calls - 1 if instructor_calls and all(instructor_writes) else instructor_calls
+    if has_teacher or instructor_writes:
+        welcome += suspending
+    return {MailKind.NEW_ACCOUNT: new_accounts if user_auth == "manual" else 0, MailKind.WELCOME: welcome}

@@ -8,7 +8,7 @@ from enum import StrEnum
 from openvle_moodle_sync.models import Event
 
 from .roster import RosterEntry
-from .types import SyncConfig
+from .types import Removal, SyncConfig
 
 
 class CourseAction(StrEnum):
@@ -80,15 +80,6 @@ class PlannedRoleChange:
 
 
 @dataclass
-class PlannedRemoval:
-    participant_id: str
-    moodle_user_id: int
-    role: str
-    action: str
-    """MOODLE_UNENROL_ACTION."""
-
-
-@dataclass
 class Drift:
     participant_id: str
     moodle_user_id: int
@@ -106,11 +97,11 @@ class EventPlan:
     matched_accounts: list[AccountMatch] = field(default_factory=list)
     enrol: list[PlannedEnrol] = field(default_factory=list)
     change_role: list[PlannedRoleChange] = field(default_factory=list)
-    remove: list[PlannedRemoval] = field(default_factory=list)
+    remove: list[Removal] = field(default_factory=list)
     expected_mails: dict[str, int] = field(default_factory=dict)
     blocked_by_brake: bool = False
     """True when a deploy would take nobody away and fail `MassRemovalBlocked` (see `remove`)."""
     drift: list[Drift] = field(default_factory=list)
     """Hand edits in Moodle since this service enrolled people; a deploy or re-run repairs them."""
     unchanged: int = 0
-    """Participants already enrolled with exactly their role."""
+    """Participants already enrolled, active, with exactly their role."""

@@ -158,6 +158,18 @@ class WithdrawResult:
     note: str
 
 
+@dataclass
+class Removal:
+    """One person a deploy takes away (`DeployResult.removed`), or would take away (the plan's `remove`):
+    no longer listed, enrolled by this service for the event earlier."""
+
+    participant_id: str
+    moodle_user_id: int
+    role: str
+    action: str
+    """MOODLE_UNENROL_ACTION."""
+
+
 @dataclass(frozen=True)
 class UnenrolInput:
     course_id: int

@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from temporalio import workflow
+
 from openvle_moodle_sync.models import Event, Participant
+
+with workflow.unsafe.imports_passed_through():
+    from openvle_moodle_sync.activities.types import Removal  # the plan's `remove` holds the same
 
 
 class Action(StrEnum):
@@ -58,16 +63,6 @@ class DeployResult:
     """People this service enrolled earlier for the event, no longer listed, taken away by this run."""
     removal_blocked: int = 0
     """People no longer listed whom the mass-removal brake kept (the run then fails `MassRemovalBlocked`)."""
-
-
-@dataclass
-class Removal:
-    """One person a deploy took away: no longer listed, enrolled by this service for the event earlier."""
-
-    participant_id: str
-    moodle_user_id: int
-    role: str
-    action: str
 
 
 @dataclass

@@ -20,6 +20,10 @@ from .common import checked, quick
 
 REMOVAL_BY_ACTION_PATCH = "deploy-removal-by-action"
 
+REMOVALS_AT_ONCE = 200
+"""Removal activities a run keeps pending at once: a deploy that takes thousands away (past the brake)
+stays far below Temporal's 2,000 pending activities per run, and Moodle sees no more than a deploy's load."""
+
 
 def removal_action(config: SyncConfig) -> str:
     """The MOODLE_UNENROL_ACTION a removal uses (shown by the plan)."""
@@ -42,7 +46,14 @@ async def withdraw_all(course_id: int, leaving: Iterable[tuple[str, int, int]], 
         return
     if FUNCTIONS_BY_ACTION.get(action):
         await workflow.execute_activity_method(MoodleSyncActivities.check_unenrol_action, action, **quick(config))
-    await asyncio.gather(*(workflow.execute_activity_method(
-        MoodleSyncActivities.withdraw_user,
-        WithdrawInput(course_id=course_id, user_id=user_id, role_id=role_id, action=action, participant_id=pid),
-        **checked(config)) for pid, user_id, role_id in leaving))
+    gate = asyncio.Semaphore(REMOVALS_AT_ONCE)
+
+    async def withdraw(pid: str, user_id: int, role_id: int) -> None:
+        async with gate:
+            await workflow.execute_activity_method(
+                MoodleSyncActivities.withdraw_user,
+                WithdrawInput(course_id=course_id, user_id=user_id, role_id=role_id, action=action,
+                              participant_id=pid),
+                **checked(config))
+
+    await asyncio.gather(*(withdraw(*person) for person in leaving))
