@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
         WithdrawInput,
     )
     from openvle_moodle_sync.contracts import PROGRESS_QUERY, REQUEST_SIGNAL, ErrorType
+    from openvle_moodle_sync.models import Participant
     from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
 
 from . import summaries
@@ -110,14 +111,8 @@ class ChangeParticipant:
         elif workflow.patched(UNENROL_ACTION_PATCH):
             await self._withdraw(change, outcome, config)
         else:
-            user_id = await workflow.execute_activity_method(
-                MoodleSyncActivities.find_user, FindUserInput(participant=p, match_field=config.match_field),
-                summary=summaries.find_account(p), **quick(config),
-            )
-            outcome.moodle_user_id = user_id
-            if user_id is None:
-                outcome.note = "no matching Moodle account: nothing to unenrol"
-            else:
+            user_id = await self._find_account(p, outcome, config, nothing_to="unenrol")
+            if user_id is not None:
                 await workflow.execute_activity_method(
                     MoodleSyncActivities.unenrol_users, UnenrolInput(course_id=course_id, user_ids=[user_id]),
                     summary=summaries.unenrol(p), **quick(config),
@@ -135,13 +130,8 @@ class ChangeParticipant:
             await workflow.execute_activity_method(
                 MoodleSyncActivities.check_unenrol_action, action, **quick(config)
             )
-        user_id = await workflow.execute_activity_method(
-            MoodleSyncActivities.find_user, FindUserInput(participant=p, match_field=config.match_field),
-            summary=summaries.find_account(p), **quick(config),
-        )
-        outcome.moodle_user_id = user_id
+        user_id = await self._find_account(p, outcome, config, nothing_to="take away")
         if user_id is None:
-            outcome.note = "no matching Moodle account: nothing to take away"
             return
         roles = role_ids(config)
         withdrawn = await workflow.execute_activity_method(
@@ -151,6 +141,19 @@ class ChangeParticipant:
             summary=summaries.withdraw(summaries.who(p), action), **checked(config),
         )
         outcome.changed, outcome.note = withdrawn.changed, withdrawn.note
+
+    @staticmethod
+    async def _find_account(p: Participant, outcome: ChangeOutcome, config: SyncConfig, *, nothing_to: str
+                            ) -> int | None:
+        """The participant's Moodle account by the run's match field; None (said in the outcome) if none."""
+        user_id = await workflow.execute_activity_method(
+            MoodleSyncActivities.find_user, FindUserInput(participant=p, match_field=config.match_field),
+            summary=summaries.find_account(p), **quick(config),
+        )
+        outcome.moodle_user_id = user_id
+        if user_id is None:
+            outcome.note = f"no matching Moodle account: nothing to {nothing_to}"
+        return user_id
 
     @staticmethod
     async def _remember(change: ChangeRequest, outcome: ChangeOutcome, config: SyncConfig) -> None:
