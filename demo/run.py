@@ -26,6 +26,7 @@ from temporalio.service import RPCError
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
 from openvle_moodle_sync.starter.cli import describe_result, failure_message, task_queue_pollers, watch_deployment
+from openvle_moodle_sync.starter.plan_view import plan_table
 from openvle_moodle_sync.temporal_client import connect, ensure_search_attributes
 from openvle_moodle_sync.workflows.ids import EVENT_ID_ATTRIBUTE
 
@@ -100,7 +101,8 @@ class Demo:
         self.latency_ms = latency_ms
         self.services = services
         self.steps = [Step(title) for title in (
-            "Deploy the event", "Add a participant", "Remove a participant", "Archive the event",
+            "Plan the deployment (reads only)", "Deploy the event", "Add a participant", "Remove a participant",
+            "Deploy the current list again (converge)", "Archive the event",
             "Delete the event (default settings)", "Delete the event (course deletion on)",
         )]
         self.temporal_port, self.ui_port = 7233, 8233
@@ -267,6 +269,39 @@ class Demo:
         if not condition:
             raise StepFailed(f"expected {what}")
 
+    async def plan(self, step: Step) -> None:
+        before = await self.moodle()
+        plan = await starter.plan_event(self.client, self.event, settings=self.settings)
+        self.console.print(plan_table(plan))
+        after = await self.moodle()
+        self.expect(plan.course.action == "create" and len(plan.create_accounts) == len(self.event["participants"]),
+                    "a new course and an account for everyone")
+        self.expect((after.accounts, after.newuser_mails, after.welcome_mails) == (0, 0, 0),
+                    "no account and no mail made by a plan")
+        self.console.print(f"[dim]The plan ran on the worker ({after.calls - before.calls} read-only web-service "
+                           "calls): no write, no mail. python -m starter plan --event EVENT.json shows the same.[/]")
+        step.outcome = (f"would create the course and {len(plan.create_accounts)} accounts; expected mails "
+                        + ", ".join(f"{n} {kind}" for kind, n in plan.expected_mails.items()))
+
+    async def converge(self, step: Step) -> None:
+        leaving = [p for p in self.event["participants"] if p["role"] == "student"][:2]
+        self.event["participants"] = [p for p in self.event["participants"] if p not in leaving]
+        plan = await starter.plan_event(self.client, self.event, settings=self.settings)
+        self.console.print(plan_table(plan))
+        self.expect(sorted(r.participant_id for r in plan.remove) == sorted(p["id"] for p in leaving),
+                    "the plan to take the 2 dropped students away")
+        before = await self.moodle()
+        handle = await starter.deploy_event(self.client, self.event, settings=self.settings)
+        result = await self.result(handle)
+        view = await self.finish(step, handle, result)
+        self.expect(view.students == before.students - 2, "two students fewer")
+        self.console.print("[dim]A deploy converges on the list it is given: it takes away the people it enrolled "
+                           "for this event who are no longer listed (by MOODLE_UNENROL_ACTION), never people "
+                           "enrolled by hand. Over MOODLE_MAX_REMOVAL_PERCENT (25 %) it would take nobody away and "
+                           "stop with MassRemovalBlocked.[/]")
+        step.outcome = (", ".join(f"{p['first_name']} {p['last_name']}" for p in leaving)
+                        + f" taken away ({view.students} students left)")
+
     async def deploy(self, step: Step) -> None:
         handle = await starter.deploy_event(self.client, self.event, settings=self.settings)
         try:
@@ -307,8 +342,10 @@ class Demo:
         result = await self.result(handle)
         view = await self.finish(step, handle, result)
         self.expect(view.students == before.students - 1, "one student fewer")
-        self.console.print("[dim]Moodle's REST API can only unenrol (MDL-70582): the participant's submissions "
-                           "and grades in this course are gone; the account stays.[/]")
+        self.event["participants"].remove(person)  # OpenVLE's list no longer has them
+        self.console.print("[dim]MOODLE_UNENROL_ACTION=unenrol (the guide's default): the participant's submissions "
+                           "and grades in this course are gone; the account stays. With remove_roles (and the two "
+                           "role functions in the token's service) the enrolment and the grades stay.[/]")
         step.outcome = f"{person['first_name']} {person['last_name']} unenrolled ({view.students} students left)"
 
     async def archive(self, step: Step) -> None:
@@ -386,10 +423,13 @@ class Demo:
                       soft_wrap=True)
 
         plan: list[tuple[str, Callable[[Step], Awaitable[None]]]] = [
+            ("Before anything is written: what would a deploy do now?", self.plan),
             ("OpenVLE starts the event: the template course is duplicated under the event's name and slug, "
              "each participant's account is created if missing, and everyone is enrolled.", self.deploy),
             ("A participant joins the running event.", self.add),
             ("A student leaves the running event.", self.remove),
+            ("OpenVLE deploys the event's current list, two students shorter: Moodle converges on it.",
+             self.converge),
             ("The event ends: students are unenrolled, instructors stay, the course is hidden.", self.archive),
             ("The event is deleted in OpenVLE, with the default settings.", self.delete_kept),
             ("The same with MOODLE_DELETE_COURSE_ON_EVENT_DELETE=True.", self.delete_for_good),

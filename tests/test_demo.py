@@ -1,4 +1,4 @@
-"""``make demo`` end to end: the dev server, the simulator and the worker as real processes, six steps."""
+"""``make demo`` end to end: the dev server, the simulator and the worker as real processes, eight steps."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-STEPS = ("Deploy the event", "Add a participant", "Remove a participant", "Archive the event",
-         "Delete the event (default settings)", "Delete the event (course deletion on)")
+STEPS = ("Plan the deployment (reads only)", "Deploy the event", "Add a participant", "Remove a participant",
+         "Deploy the current list again (converge)", "Archive the event", "Delete the event (default settings)",
+         "Delete the event (course deletion on)")
 
 
 @pytest.mark.timeout(120)
@@ -25,16 +26,19 @@ def test_demo_runs_every_step(tmp_path: Path) -> None:
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=100)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    assert "Demo result: 6/6 steps done." in out, out
+    assert f"Demo result: {len(STEPS)}/{len(STEPS)} steps done." in out, out
     for number, title in enumerate(STEPS, 1):
         assert re.search(rf"│ +{number} │ {re.escape(title)} +│.*│ ✓ done +│", out), (title, out)
-        assert re.search(rf"Step {number}/6 · {re.escape(title)}", out), (title, out)
+        assert re.search(rf"Step {number}/{len(STEPS)} · {re.escape(title)}", out), (title, out)
     assert "Moodle course 3 kept: MOODLE_DELETE_COURSE_ON_EVENT_DELETE is false" in out
     assert "Moodle course 3 deleted" in out
     assert "/namespaces/default/workflows?query=OpenVLEEventId%3D%22demo-" in out
     assert "Stopped." in out
+    # The plan wrote nothing; the converging deploy took the two dropped students away.
+    assert "This plan wrote nothing to Moodle and sent no mail." in out
+    assert "2 no longer listed taken away (unenrol)" in re.sub(r"\s+", " ", out)
     # The mail summary after the deployment and the sentence under it tell the same story (issue 11.8).
-    deployed = out.split("Step 2/6")[0]
+    deployed = out.split(f"Step 2/{len(STEPS)}")[1].split(f"Step 3/{len(STEPS)}")[0]
     counted = re.search(r"(\d+) 'welcome to course' mails \((\d+) to teachers, 0 to students\)", deployed)
     assert counted, deployed
     welcome = int(counted.group(1))
