@@ -44,6 +44,14 @@ _EMAIL = re.compile(
 )
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
+
+def check_event_id(value: str) -> str:
+    """The event id as given, or ValueError: it names workflow ids, so it has a safe alphabet."""
+    if not _EVENT_ID.match(value):
+        raise ValueError(f"{value!r} is not usable as an event id (1-64 letters, digits and _ . : -)")
+    return value
+
+
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
@@ -121,11 +129,7 @@ class Event(BaseModel):
     @field_validator("id")
     @classmethod
     def _event_id(cls, value: str) -> str:
-        if not _EVENT_ID.match(value):
-            raise ValueError(
-                f"{value!r} is not usable as an event id (1-64 letters, digits and _ . : -)"
-            )
-        return value
+        return check_event_id(value)
 
     @model_validator(mode="after")
     def _each_person_once(self) -> Event:

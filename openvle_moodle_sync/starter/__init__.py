@@ -1,7 +1,10 @@
 """The OpenVLE backend's entry point to openvle-moodle-sync (see `starter.api`); ``python -m starter``
 is the same for operators."""
 
+from openvle_moodle_sync.activities.plan_types import EventPlan
 from openvle_moodle_sync.models import Event, InputError, Participant
+from openvle_moodle_sync.moodle.errors import MoodleError
+from openvle_moodle_sync.settings import ConfigError
 
 from .api import (
     add_participant,
@@ -17,10 +20,13 @@ from .api import (
 from .progress import DeploymentNotFound, DeploymentProgress, ParticipantProgress, PendingActivity, RunFailure
 
 __all__ = [
+    "ConfigError",
     "DeploymentNotFound",
     "DeploymentProgress",
     "Event",
+    "EventPlan",
     "InputError",
+    "MoodleError",
     "Participant",
     "ParticipantProgress",
     "PendingActivity",

@@ -138,7 +138,8 @@ async def add_participant(client: Client, event: EventLike, participant: Partici
 async def remove_participant(client: Client, event: EventLike, participant: ParticipantLike, *,
                              settings: Settings | None = None, priority: int | None = None
                              ) -> WorkflowHandle[ChangeParticipant, ChangeResult]:
-    """A participant left an active event: unenrol them (Moodle drops their grades in that course).
+    """A participant left an active event: take them away by MOODLE_UNENROL_ACTION (with the default,
+    ``unenrol``, Moodle drops their grades in that course).
 
     >>> await remove_participant(client, event, {"id": "p-3", ...})
     """
@@ -153,7 +154,7 @@ def _ref(event: EventLike) -> EventRef:
 
 async def archive_event(client: Client, event: EventLike, *, settings: Settings | None = None,
                         priority: int | None = None) -> WorkflowHandle[ArchiveEvent, ArchiveResult]:
-    """The event ended: unenrol its students, keep its instructors, hide the course.
+    """The event ended: take its students away by MOODLE_UNENROL_ACTION, keep its instructors, hide the course.
 
     >>> await (await archive_event(client, event)).result()
     """

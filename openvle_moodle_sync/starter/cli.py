@@ -53,7 +53,7 @@ from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
-from openvle_moodle_sync.models import InputError, parse_event, parse_participant
+from openvle_moodle_sync.models import InputError, check_event_id, parse_event, parse_participant
 from openvle_moodle_sync.moodle import MoodleError, check_connection, client_from_settings
 from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
 from openvle_moodle_sync.temporal_client import connect
@@ -73,6 +73,14 @@ from .progress import DeploymentProgress, next_step
 from .temporal_errors import SCHEME_WARNING, START_WORKER, explain, scheme_fix
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def event_id_arg(value: str) -> str:
+    """``--event-id``, checked like the event's ``id`` before anything asks Temporal (argparse: exit 2)."""
+    try:
+        return check_event_id(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 POLL_SECONDS = 0.5
 DOCTOR_RPC_TIMEOUT = timedelta(seconds=10)
 
@@ -119,22 +127,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-mass-removal", action="store_true",
                    help="go past the mass-removal brake (MOODLE_MAX_REMOVAL_PERCENT) for this deploy")
     for name, help_ in (("add", "A participant joined an active event: create them if needed and enrol them."),
-                        ("remove", "A participant left an active event: unenrol them.")):
+                        ("remove", "A participant left an active event: take them away (by MOODLE_UNENROL_ACTION).")):
         p = command(name, help_)
         event_arg(p)
         participant_arg(p)
         wait_arg(p)
-    p = command("archive", "Event end: unenrol the students, keep the instructors, hide the course.")
+    p = command("archive", "Event end: take the students away (by MOODLE_UNENROL_ACTION), keep the instructors, "
+                           "hide the course.")
     event_arg(p)
     wait_arg(p)
     p = command("delete", "Event deleted: delete its course if MOODLE_DELETE_COURSE_ON_EVENT_DELETE is true.")
     event_arg(p)
     wait_arg(p)
     p = command("progress", "Show an event's deployment: its stage and one subtask per participant.")
-    p.add_argument("--event-id", required=True, metavar="ID")
+    p.add_argument("--event-id", required=True, metavar="ID", type=event_id_arg)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p = command("rerun", "Run an event's last deployment again; it only does what is missing.")
-    p.add_argument("--event-id", required=True, metavar="ID")
+    p.add_argument("--event-id", required=True, metavar="ID", type=event_id_arg)
     wait_arg(p)
     p = command("courses", "List or search Moodle courses (the templates an environment can map to).")
     p.add_argument("--search", default="", metavar="TEXT", help="only courses whose name matches TEXT")
@@ -272,8 +281,9 @@ async def watch_deployment(client: Client, handle: WorkflowHandle[Any, DeployRes
     """Show a live progress bar of a deployment until it ends; return its result or raise
     `WorkflowFailureError` (then `get_progress` tells which participants failed)."""
     result = asyncio.ensure_future(handle.result())
+    spinner = SpinnerColumn(finished_text="[green]✓[/]")
     bar = _DeployBar(
-        SpinnerColumn(finished_text="[green]✓[/]"),
+        spinner,
         TextColumn("[bold]Deploying event {task.fields[event]}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -300,6 +310,7 @@ async def watch_deployment(client: Client, handle: WorkflowHandle[Any, DeployRes
                 bar.message = ""
                 bar.update(task, total=final.total, completed=final.done, description="finished")
             else:
+                spinner.finished_text = Text("✗", style="red")
                 bar.update(task, description="[red]failed[/]")
             bar.stop_task(task)
     finally:

@@ -435,6 +435,9 @@ def next_step(kind: str, again: str) -> str:
     if is_configuration_error_type(kind):
         return ("The worker's Moodle settings are wrong (see the message): fix them where the worker runs (for "
                 f"a token: set MOODLE_TOKEN on the worker), restart the worker, then: {again}")
+    if kind == ErrorType.MASS_REMOVAL_BLOCKED:  # a re-run would stop at the brake again
+        return ("Check the event's list (python -m starter plan --event EVENT.json shows who would go). If they "
+                "really leave: python -m starter deploy --event EVENT.json --allow-mass-removal --wait")
     if kind == ErrorType.DEPLOYMENT_INCOMPLETE:
         return f"Fix the cause named in each failed participant's error, then: {again} (it only does what is missing)"
     return f"Fix the cause named in the message, then: {again} (it only does what is missing)"
