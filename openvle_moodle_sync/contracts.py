@@ -29,6 +29,8 @@ class ErrorType(StrEnum):
     """A deployment that finished with failed participants (the run's result is in the failure's details)."""
     MASS_REMOVAL_BLOCKED = "MassRemovalBlocked"
     """A deploy would take away too many of the people it enrolled (MOODLE_MAX_REMOVAL_PERCENT): nobody went."""
+    ROSTER_REFUSED = "RosterRefusedError"
+    """Temporal refused a call to the event's roster for good (a permission, a missing search attribute)."""
     INVALID_SETTING = "InvalidSettingError"
     """A run recorded a setting value this worker does not know (say, a newer MOODLE_UNENROL_ACTION)."""
     MISSING_FUNCTIONS = "MissingFunctionsError"

@@ -246,3 +246,23 @@ async def test_the_roster_continues_as_new_and_keeps_every_entry(client: Client,
     # Each odd update drops the entry of the even one before it.
     assert set(entries) == {f"p-{i}" for i in range(1, UPDATES_PER_RUN + 5, 2)} | {f"p-{UPDATES_PER_RUN + 4}"}
     assert (await latest.describe()).run_id != handle.first_execution_run_id
+
+
+async def test_an_enrolment_whose_answer_was_lost_is_still_the_services(client: Client, fake: FakeMoodle,
+                                                                       settings: Settings) -> None:
+    """The retry finds its own earlier write: the roster counts the person, so a later deploy takes them away."""
+    event = make_event(fake, participants=4)
+    first = await (await starter.deploy_event(client, event, settings=settings)).result()
+    added, deployed = make_person(event, "added"), make_person(event, "deployed")
+
+    fake.faults.lose_next = {"enrol_manual_enrol_users": 1}
+    await (await starter.add_participant(client, event, added, settings=settings)).result()
+    fake.faults.lose_next = {"enrol_manual_enrol_users": 1}
+    await (await starter.deploy_event(client, with_people(event, [*event["participants"], added, deployed]),
+                                      settings=settings)).result()
+    assert sum(1 for c in fake.calls if c.lost) == 2
+    assert {"p-added", "p-deployed"} <= set(await roster(client, event["id"]))
+
+    result = await (await starter.deploy_event(client, event, settings=settings)).result()
+    assert sorted(r.participant_id for r in result.removed) == ["p-added", "p-deployed"]
+    assert set(fake.site.enrolled(first.course_id)) == user_ids(fake, event["participants"])

@@ -219,3 +219,14 @@ async def test_deploy_again_restores_people_still_enrolled(client: Client, fake:
         assert (enrolment.id, enrolment.roles, enrolment.suspended) == (ue_id, {5}, False)
         assert fake.site.grades[(course_id, user_id)] == 87.0
         assert welcomes(fake, user_id) - mails == (1 if action == "suspend" else 0)
+
+
+async def test_remove_roles_takes_only_the_roles_this_service_gives(client: Client, fake: FakeMoodle) -> None:
+    """A role given by hand (a non-editing teacher, 4) stays; Moodle could refuse to unassign it anyway."""
+    settings = settings_for("remove_roles")
+    async with running_worker(client, settings, fake):
+        event, course_id, user_id = await deployed(client, fake, settings)
+        fake.site.assign_role(course_id, user_id, 4)
+        await (await starter.remove_participant(client, event, event["participants"][1], settings=settings)).result()
+        assert fake.site.enrolments[course_id][user_id].roles == {4}
+        assert fake.site.grades.get((course_id, user_id)) == 87.0

@@ -89,6 +89,10 @@ def email_spellings(email: str, *, thorough: bool = False) -> list[str]:
     return list(dict.fromkeys(spellings))
 
 
+WRITING = "writing"
+"""The heartbeat an enrol attempt records before it writes (see `MoodleSyncActivities.enrol_user`)."""
+
+
 class MoodleSyncActivities(WithdrawActivities):
     """Activities bound to one Moodle client and the worker's settings.
 
@@ -285,7 +289,11 @@ class MoodleSyncActivities(WithdrawActivities):
         role is given back or swapped with core_role_assign_roles / core_role_unassign_roles (no mail)
         where the token has them; a suspended enrolment is re-activated (Moodle mails on that call)."""
         roles: set[int] | None = None
-        retry = activity.info().attempt > 1
+        info = activity.info()
+        retry = info.attempt > 1
+        # An earlier attempt heartbeats WRITING before it writes: when its answer was lost, the enrolment
+        # found now is this activity's own, and the result says so (the roster counts it as ours).
+        wrote_before = retry and WRITING in info.heartbeat_details
         if (retry and spec.course_may_have_teacher) or spec.other_role_ids:
             roles = await self._roles_of(spec.course_id, spec.user_id)
         others = roles & set(spec.other_role_ids) if roles is not None else set()
@@ -293,7 +301,8 @@ class MoodleSyncActivities(WithdrawActivities):
         suspended = (roles is not None and bool(spec.other_role_ids)
                      and spec.user_id in await self.moodle.get_suspended_user_ids(spec.course_id))
         if roles is not None and spec.role_id in roles and not others and not suspended:
-            return EnrolResult(enrolled=False)
+            return EnrolResult(enrolled=wrote_before)
+        activity.heartbeat(WRITING)
         # Still enrolled: with the role functions the enrolment (and the grades) stays.
         in_place = roles is not None and await self._can_swap()
 

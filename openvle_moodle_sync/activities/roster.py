@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+
+from openvle_moodle_sync.contracts import ErrorType
 
 ROSTER_WORKFLOW = "EventRoster"
 """The roster workflow's type name."""
@@ -60,6 +63,22 @@ class RecordInput:
     update: RosterUpdate
 
 
+#: Answers of Temporal that no retry changes: the run fails with the reason instead of retrying forever.
+PERMANENT_RPC_ERRORS = frozenset({RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.PERMISSION_DENIED,
+                                  RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.UNAUTHENTICATED,
+                                  RPCStatusCode.UNIMPLEMENTED})
+
+
+def roster_failure(error: RPCError, doing: str) -> Exception:
+    """A refused roster call as a non-retryable failure in words; anything else stays retryable."""
+    if error.status not in PERMANENT_RPC_ERRORS:
+        return error
+    return ApplicationError(
+        f"Temporal refused to {doing} ({error.status.name}: {error.message}). Check the worker's Temporal "
+        "permissions and that the namespace has the OpenVLEEventId search attribute (the worker registers it "
+        "at start-up), then re-run.", type=ErrorType.ROSTER_REFUSED, non_retryable=True)
+
+
 class RosterActivities:
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -69,13 +88,16 @@ class RosterActivities:
         """Send the update to the event's roster, starting the roster if it does not run yet."""
         from openvle_moodle_sync.workflows.ids import EVENT_ID_ATTRIBUTE  # here: workflows import this module
 
-        await self.client.start_workflow(
-            ROSTER_WORKFLOW, RosterState(), id=spec.roster_workflow_id, task_queue=activity.info().task_queue,
-            start_signal=RECORD_SIGNAL, start_signal_args=[spec.update],
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=TypedSearchAttributes([SearchAttributePair(EVENT_ID_ATTRIBUTE, spec.event_id)]),
-            static_summary=f"Whom openvle-moodle-sync enrolled for event {spec.event_id}",
-        )
+        try:
+            await self.client.start_workflow(
+                ROSTER_WORKFLOW, RosterState(), id=spec.roster_workflow_id, task_queue=activity.info().task_queue,
+                start_signal=RECORD_SIGNAL, start_signal_args=[spec.update],
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=TypedSearchAttributes([SearchAttributePair(EVENT_ID_ATTRIBUTE, spec.event_id)]),
+                static_summary=f"Whom openvle-moodle-sync enrolled for event {spec.event_id}",
+            )
+        except RPCError as error:
+            raise roster_failure(error, f"update the roster of event {spec.event_id}") from None
 
     @activity.defn
     async def read_roster(self, roster_workflow_id: str) -> dict[str, RosterEntry]:
@@ -86,7 +108,7 @@ class RosterActivities:
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
                 return {}
-            raise
+            raise roster_failure(error, f"read the roster {roster_workflow_id}") from None
 
     def all(self) -> list:
         return [self.record_roster, self.read_roster]

@@ -139,6 +139,9 @@ class WithdrawInput:
     """The role they were enrolled with (suspend keeps it)."""
     action: str
     participant_id: str
+    managed_role_ids: list[int] | None = None
+    """The roles this service gives (the run's student and instructor roles): the only ones it takes away.
+    None (inputs written before it was kept): ``role_id`` alone."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,8 @@ class WithdrawUsersInput:
     user_ids: list[int]
     role_id: int
     action: str
+    managed_role_ids: list[int] | None = None
+    """As `WithdrawInput.managed_role_ids`."""
 
 
 @dataclass(frozen=True)

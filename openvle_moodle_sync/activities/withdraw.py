@@ -54,7 +54,8 @@ class WithdrawActivities:
     @moodle_errors
     async def withdraw_user(self, spec: WithdrawInput) -> WithdrawResult:
         """Take one person away from the course by ``spec.action``."""
-        done = await self._withdraw(spec.course_id, [spec.user_id], spec.role_id, spec.action, listed=False)
+        done = await self._withdraw(spec.course_id, [spec.user_id], spec.role_id, spec.action, listed=False,
+                                    managed_role_ids=spec.managed_role_ids)
         if spec.action == "keep":
             return WithdrawResult(changed=False, note="kept in Moodle (MOODLE_UNENROL_ACTION is keep)")
         if done:
@@ -68,10 +69,11 @@ class WithdrawActivities:
     @moodle_errors
     async def withdraw_users(self, spec: WithdrawUsersInput) -> int:
         """Take many people away from the course by ``spec.action``; returns how many changed."""
-        return await self._withdraw(spec.course_id, spec.user_ids, spec.role_id, spec.action, listed=True)
+        return await self._withdraw(spec.course_id, spec.user_ids, spec.role_id, spec.action, listed=True,
+                                    managed_role_ids=spec.managed_role_ids)
 
     async def _withdraw(self, course_id: int, user_ids: list[int], role_id: int, action: str, *,
-                        listed: bool) -> int:
+                        listed: bool, managed_role_ids: list[int] | None = None) -> int:
         """``listed``: the users were just read from the course's enrolments (archive's plan), so
         unenrolling needs no second read; otherwise someone not enrolled is left alone, unwritten."""
         if action == "keep" or not user_ids:
@@ -79,7 +81,10 @@ class WithdrawActivities:
         if action == "unenrol" and listed:
             return await self._unenrol(course_id, user_ids)
         wanted = set(user_ids)
-        roles = {u["id"]: {r["roleid"] for r in u.get("roles", [])}
+        # Only the roles this service gives are taken away or named: a role given by hand (a manager, a
+        # non-editing teacher) stays, and Moodle would refuse to unassign one the token cannot assign.
+        managed = set(managed_role_ids or [role_id])
+        roles = {u["id"]: {r["roleid"] for r in u.get("roles", [])} & managed
                  for u in await self._enrolled(course_id) if u["id"] in wanted}
         if action == "unenrol":
             return await self._unenrol(course_id, list(roles)) if roles else 0

@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.models import Role
     from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
 
-from .common import load_config, quick, skip_reason, slow, wait_for_deployment
+from .common import load_config, quick, role_ids, skip_reason, slow, wait_for_deployment
 from .roster import ROSTER_PATCH, record_roster
 from .types import ArchiveResult, EventRef, Progress
 
@@ -71,7 +71,8 @@ class ArchiveEvent:
             await self._withdraw_students(plan.student_user_ids, course.id, config)
         else:
             await self._unenrol_students(plan.student_user_ids, course.id, config)
-        if workflow.patched(ROSTER_PATCH):  # the students are gone: the roster forgets them
+        kept = by_action and config.unenrol_action == "keep"  # still enrolled: the roster keeps them
+        if workflow.patched(ROSTER_PATCH) and not kept:  # the students are gone: the roster forgets them
             await record_roster(event.event_id, RosterUpdate(drop_role=Role.STUDENT), config)
         self._set_stage("hiding the course")
         await workflow.execute_activity_method(MoodleSyncActivities.hide_course, course.id, **quick(config))
@@ -88,7 +89,8 @@ class ArchiveEvent:
             changed = await workflow.execute_activity_method(
                 MoodleSyncActivities.withdraw_users,
                 WithdrawUsersInput(course_id=course_id, user_ids=user_ids[start:start + UNENROL_BATCH],
-                                   role_id=config.student_role_id, action=action),
+                                   role_id=config.student_role_id, action=action,
+                                   managed_role_ids=list(role_ids(config).values())),
                 **slow(config),
             )
             result.students_withdrawn += changed

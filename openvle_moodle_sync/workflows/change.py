@@ -137,7 +137,7 @@ class ChangeParticipant:
         withdrawn = await workflow.execute_activity_method(
             MoodleSyncActivities.withdraw_user,
             WithdrawInput(course_id=outcome.course_id or 0, user_id=user_id, role_id=roles[p.role],
-                          action=action, participant_id=p.id),
+                          action=action, participant_id=p.id, managed_role_ids=list(roles.values())),
             summary=summaries.withdraw(summaries.who(p), action), **checked(config),
         )
         outcome.changed, outcome.note = withdrawn.changed, withdrawn.note
@@ -162,7 +162,9 @@ class ChangeParticipant:
         if change.action == Action.ADD and outcome.changed and outcome.moodle_user_id is not None:
             await record_roster(change.event_id, RosterUpdate(put={p.id: RosterEntry(outcome.moodle_user_id,
                                                                                       str(p.role))}), config)
-        elif change.action == Action.REMOVE:
+        elif change.action == Action.REMOVE and outcome.moodle_user_id is not None:
+            # Only when their account was found and taken away: one not found (its email or username changed
+            # since) is still enrolled, and the roster keeps it for a deploy to take away.
             await record_roster(change.event_id, RosterUpdate(drop=[p.id]), config)
 
     @workflow.query(name=PROGRESS_QUERY)

@@ -100,6 +100,7 @@ class DeployEvent:
         self._course_id: int | None = None
         self._status: dict[str, ParticipantOutcome] = {}
         self._batches_running: list[str] = []
+        self._unenrolled_before: set[str] = set()
 
     @workflow.run
     async def run(self, request: DeployInput) -> DeployResult:
@@ -117,6 +118,10 @@ class DeployEvent:
         course = await self._prepare_course(event, event.moodle_course_id, config)
         role_changes = await self._read_course(event, course, config)
         todo = [p for p in event.participants if self._status[p.id].state == SubtaskState.PENDING]
+        # Not enrolled at all when the run read the course: whoever of them ends up enrolled, this run
+        # enrolled, also when a retry of their enrol found its own earlier write. (Those enrolled with
+        # another role, none or suspended, are in role_changes: possibly enrolled by hand.)
+        self._unenrolled_before = {p.id for p in todo} - set(role_changes)
         accounts = await self._look_up_accounts(todo, config)
         converging = workflow.patched(ROSTER_PATCH)
         try:
@@ -234,8 +239,12 @@ class DeployEvent:
         removed: list[Removal] = []
         if leaving and not held:
             self._set_stage(f"taking away {len(leaving)} people no longer listed")
-            await withdraw_all(course.id, ((pid, entry.user_id, role_ids(config)[entry.role])
-                                           for pid, entry in leaving.items()), config)
+            try:
+                await withdraw_all(course.id, ((pid, entry.user_id, role_ids(config)[entry.role])
+                                               for pid, entry in leaving.items()), config)
+            except ActivityError:  # the removals failed (say, a missing function): the adds still count
+                await self._remember(event.id, course, roster, [], config)
+                raise
             removed = [Removal(pid, entry.user_id, entry.role, removal_action(config))
                        for pid, entry in leaving.items()]
         await self._remember(event.id, course, roster, removed, config)
@@ -245,11 +254,12 @@ class DeployEvent:
                         removed: list[Removal], config: SyncConfig) -> None:
         """Tell the roster whom this run enrolled and whom it took away (nothing when nothing changed).
 
-        Only people this service enrolled: on a course it made, everyone; elsewhere those whose enrolment
-        this run wrote, or who were in the roster already (a re-run writes nothing)."""
+        Only people this service enrolled: on a course it made, everyone; elsewhere those who were not
+        enrolled at all when this run read the course, or who were in the roster already (a re-run writes
+        nothing). Someone enrolled by hand stays out, also when this run swapped their role in place."""
         enrolled = {o.id: RosterEntry(o.moodle_user_id, o.role) for o in self._status.values()
                     if o.state == SubtaskState.DONE and o.moodle_user_id is not None
-                    and (course.created or o.enrolled or o.id in roster)}
+                    and (course.created or o.id in self._unenrolled_before or o.id in roster)}
         put = {pid: entry for pid, entry in enrolled.items() if roster.get(pid) != entry}
         if put or removed:
             await record_roster(event_id, RosterUpdate(put=put, drop=[r.participant_id for r in removed]), config)

@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.types import SyncConfig, UnenrolInput, WithdrawInput
     from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
 
-from .common import checked, quick
+from .common import checked, quick, role_ids
 
 REMOVAL_BY_ACTION_PATCH = "deploy-removal-by-action"
 
@@ -53,7 +53,7 @@ async def withdraw_all(course_id: int, leaving: Iterable[tuple[str, int, int]], 
             await workflow.execute_activity_method(
                 MoodleSyncActivities.withdraw_user,
                 WithdrawInput(course_id=course_id, user_id=user_id, role_id=role_id, action=action,
-                              participant_id=pid),
+                              participant_id=pid, managed_role_ids=list(role_ids(config).values())),
                 **checked(config))
 
     await asyncio.gather(*(withdraw(*person) for person in leaving))
