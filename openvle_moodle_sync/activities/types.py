@@ -154,6 +154,9 @@ class WithdrawUsersInput:
     action: str
     managed_role_ids: list[int] | None = None
     """As `WithdrawInput.managed_role_ids`."""
+    listed: bool = True
+    """The users were just read from the course's enrolments (archive): unenrolling needs no second read.
+    False (a deploy's removals, from the roster): who is no longer enrolled is left alone, unwritten."""
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ class WithdrawActivities:
     @moodle_errors
     async def withdraw_users(self, spec: WithdrawUsersInput) -> int:
         """Take many people away from the course by ``spec.action``; returns how many changed."""
-        return await self._withdraw(spec.course_id, spec.user_ids, spec.role_id, spec.action, listed=True,
+        return await self._withdraw(spec.course_id, spec.user_ids, spec.role_id, spec.action, listed=spec.listed,
                                     managed_role_ids=spec.managed_role_ids)
 
     async def _withdraw(self, course_id: int, user_ids: list[int], role_id: int, action: str, *,
