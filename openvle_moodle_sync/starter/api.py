@@ -15,10 +15,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
+    Priority,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -50,17 +51,31 @@ from .temporal_errors import is_workflow_not_found
 EventLike = Event | Mapping[str, Any]
 ParticipantLike = Participant | Mapping[str, Any]
 
-# A second start of the same work joins the run that is going; a finished or failed one may run again.
-JOIN_RUNNING = WorkflowIDConflictPolicy.USE_EXISTING
-RUN_AGAIN = WorkflowIDReusePolicy.ALLOW_DUPLICATE
+class _EventRun(TypedDict):
+    task_queue: str
+    search_attributes: TypedSearchAttributes
+    priority: Priority
 
 
-def _attributes(event_id: str) -> TypedSearchAttributes:
-    return TypedSearchAttributes([SearchAttributePair(ids.EVENT_ID_ATTRIBUTE, event_id)])
+class _OneRunAtATime(TypedDict):
+    id_conflict_policy: WorkflowIDConflictPolicy
+    id_reuse_policy: WorkflowIDReusePolicy
 
 
-def _queue(settings: Settings | None) -> str:
-    return (settings or get_settings()).temporal_task_queue
+#: A second start of the same work joins the run that is going; a finished or failed one may run again.
+ONE_RUN_AT_A_TIME: _OneRunAtATime = {"id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+                                     "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE}
+
+
+def _event_run(event_id: str, settings: Settings | None, *, participants: int = 1,
+               priority: int | None = None) -> _EventRun:
+    """What every run of an event starts with: the task queue, the event's search attribute (the UI's
+    filter) and its priority and fairness key (see `starter.fairness`)."""
+    return {
+        "task_queue": (settings or get_settings()).temporal_task_queue,
+        "search_attributes": TypedSearchAttributes([SearchAttributePair(ids.EVENT_ID_ATTRIBUTE, event_id)]),
+        "priority": event_priority(event_id, participants, priority),
+    }
 
 
 async def deploy_event(client: Client, event: EventLike, *, settings: Settings | None = None,
@@ -81,13 +96,10 @@ async def deploy_event(client: Client, event: EventLike, *, settings: Settings |
     ev = parse_event(event)
     return await client.start_workflow(
         DeployEvent.run, DeployInput(event=ev, allow_mass_removal=allow_mass_removal), id=ids.deploy_id(ev.id),
-        task_queue=_queue(settings),
-        search_attributes=_attributes(ev.id),
         static_summary=f"Deploy event {ev.id} ({ev.name}) to Moodle",
         static_details=f"Event **{ev.id}** `{ev.slug}`: {len(ev.participants)} participants, "
                        f"template course {ev.moodle_course_id}",
-        priority=event_priority(ev.id, len(ev.participants), priority),
-        id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
+        **_event_run(ev.id, settings, participants=len(ev.participants), priority=priority), **ONE_RUN_AT_A_TIME,
     )
 
 
@@ -104,9 +116,8 @@ async def plan_event(client: Client, event: EventLike, *, settings: Settings | N
     ev = parse_event(event)
     return await client.execute_workflow(
         PlanEvent.run, PlanRequest(event=ev), id=ids.plan_id(ev.id, uuid.uuid4().hex[:12]),
-        task_queue=_queue(settings), search_attributes=_attributes(ev.id),
         static_summary=f"Plan of event {ev.id} ({ev.name}): reads only",
-        priority=event_priority(ev.id, 1, None),  # reads only: as quick as a small event's work
+        **_event_run(ev.id, settings),  # reads only: as quick as a small event's work
     )
 
 
@@ -117,10 +128,10 @@ async def _change(client: Client, action: Action, event: EventLike, participant:
     change = ChangeRequest(action=action, event_id=ev.id, moodle_course_id=ev.moodle_course_id, participant=p)
     # Signal-with-start: changes of one participant queue in one workflow and never race.
     return await client.start_workflow(
-        ChangeParticipant.run, change, id=ids.participant_id(ev.id, p.id), task_queue=_queue(settings),
-        start_signal=REQUEST_SIGNAL, start_signal_args=[change], search_attributes=_attributes(ev.id),
+        ChangeParticipant.run, change, id=ids.participant_id(ev.id, p.id),
+        start_signal=REQUEST_SIGNAL, start_signal_args=[change],
         static_summary=f"{action.capitalize()} participant {p.id} of event {ev.id}",
-        priority=event_priority(ev.id, 1, priority), id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
+        **_event_run(ev.id, settings, priority=priority), **ONE_RUN_AT_A_TIME,
     )
 
 
@@ -160,9 +171,9 @@ async def archive_event(client: Client, event: EventLike, *, settings: Settings 
     """
     ref = _ref(event)
     return await client.start_workflow(
-        ArchiveEvent.run, ref, id=ids.archive_id(ref.event_id), task_queue=_queue(settings),
-        search_attributes=_attributes(ref.event_id), static_summary=f"Archive event {ref.event_id} in Moodle",
-        priority=event_priority(ref.event_id, 1, priority), id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
+        ArchiveEvent.run, ref, id=ids.archive_id(ref.event_id),
+        static_summary=f"Archive event {ref.event_id} in Moodle",
+        **_event_run(ref.event_id, settings, priority=priority), **ONE_RUN_AT_A_TIME,
     )
 
 
@@ -174,9 +185,8 @@ async def delete_event(client: Client, event: EventLike, *, settings: Settings |
     """
     ref = _ref(event)
     return await client.start_workflow(
-        DeleteEvent.run, ref, id=ids.delete_id(ref.event_id), task_queue=_queue(settings),
-        search_attributes=_attributes(ref.event_id), static_summary=f"Delete event {ref.event_id} in Moodle",
-        priority=event_priority(ref.event_id, 1, priority), id_conflict_policy=JOIN_RUNNING, id_reuse_policy=RUN_AGAIN,
+        DeleteEvent.run, ref, id=ids.delete_id(ref.event_id), static_summary=f"Delete event {ref.event_id} in Moodle",
+        **_event_run(ref.event_id, settings, priority=priority), **ONE_RUN_AT_A_TIME,
     )
 
 
