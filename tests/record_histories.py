@@ -51,6 +51,7 @@ PATCHES: tuple[str, ...] = (
     "unenrol-action",
     "event-roster",
     "deploy-removal-by-action",
+    "reads-alongside-course",
 )
 """Every `workflow.patched` id, in the order they were introduced: add a new one at the end."""
 

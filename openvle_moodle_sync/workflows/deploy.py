@@ -41,6 +41,10 @@ from .types import (
 )
 from .withdraw import removal_action, withdraw_all
 
+READS_ALONGSIDE_PATCH = "reads-alongside-course"
+"""`workflow.patched` id: the roster (and, on an event's first deployment, every account) is read while the
+template is duplicated, not one step after another."""
+
 
 @dataclass(frozen=True)
 class Accounts:
@@ -115,6 +119,8 @@ class DeployEvent:
         reason = skip_reason(config, event.moodle_course_id)
         if reason or event.moodle_course_id is None:
             return self._skipped(reason or "")
+        if workflow.patched(READS_ALONGSIDE_PATCH):
+            return await self._deploy_reading_alongside(request, event.moodle_course_id, config)
         course = await self._prepare_course(event, event.moodle_course_id, config)
         role_changes = await self._read_course(event, course, config)
         todo = [p for p in event.participants if self._status[p.id].state == SubtaskState.PENDING]
@@ -131,6 +137,34 @@ class DeployEvent:
                 await self._remember(event.id, course, {}, [], config)
             raise
         convergence = await self._converge(request, course, config) if converging else Convergence()
+        return self._result(event, course, convergence, config)
+
+    async def _deploy_reading_alongside(self, request: DeployInput, template_id: int, config: SyncConfig
+                                        ) -> DeployResult:
+        """The same steps, with fewer waits one after another: each step waits for the engine and a worker
+        slot, for a long while beside a large event. The roster is read while the template is duplicated;
+        on an event's first deployment (an empty roster) so is every participant's account. A re-run looks
+        up only the participants the course still lacks, once it has read the course."""
+        event = request.event
+        preparing = asyncio.ensure_future(self._prepare_course(event, template_id, config))
+        roster = await read_roster(event.id, config)
+        first_lookup = (asyncio.ensure_future(self._find_accounts(event.participants, config))
+                        if not roster and event.participants else None)
+        course = await preparing
+        role_changes = await self._read_course(event, course, config)
+        todo = [p for p in event.participants if self._status[p.id].state == SubtaskState.PENDING]
+        self._unenrolled_before = {p.id for p in todo} - set(role_changes)
+        if first_lookup is not None:
+            found = await first_lookup
+            accounts = Accounts(known={p.id: found.known[p.id] for p in todo if p.id in found.known}, looked_up=True)
+        else:
+            accounts = await self._look_up_accounts(todo, config)
+        try:
+            await self._sync(SyncPlan(event.id, course, frozenset(role_changes), accounts, config), todo)
+        except (ActivityError, ChildWorkflowError):
+            await self._remember(event.id, course, roster, [], config)
+            raise
+        convergence = await self._converge(request, course, config, roster)
         return self._result(event, course, convergence, config)
 
     # --- the steps ----------------------------------------------------------------------------------
@@ -175,9 +209,12 @@ class DeployEvent:
         if not (todo and workflow.patched("bulk-user-lookup")):
             return Accounts()
         self._set_stage("looking up the participants' Moodle accounts")
+        return await self._find_accounts(todo, config)
+
+    async def _find_accounts(self, people: Sequence[Participant], config: SyncConfig) -> Accounts:
         found = await workflow.execute_activity_method(
             MoodleSyncActivities.find_users,
-            FindUsersInput(keys=[MatchKey(p.id, p.username, p.email, 0) for p in todo],
+            FindUsersInput(keys=[MatchKey(p.id, p.username, p.email, 0) for p in people],
                            match_field=config.match_field),
             **slow(config),
         )
@@ -228,11 +265,17 @@ class DeployEvent:
         shares = [group[i:i + BATCH_SIZE] for i in range(0, len(group), BATCH_SIZE)]
         await asyncio.gather(*(child(i, share) for i, share in enumerate(shares)))
 
-    async def _converge(self, request: DeployInput, course: CourseRef, config: SyncConfig) -> Convergence:
+    async def _converge(self, request: DeployInput, course: CourseRef, config: SyncConfig,
+                        roster: dict[str, RosterEntry] | None = None) -> Convergence:
         """Take away the people the roster holds who are no longer listed (unless the brake holds), then
-        tell the roster whom this run enrolled and whom it took away."""
+        tell the roster whom this run enrolled and whom it took away.
+
+        ``roster``: as read at the run's start (None: read it now). Only runs of this event change it: a
+        participant change waits for a running deployment before it starts, and one already under way when
+        this run started can only have enrolled someone this run then leaves alone (the safe side)."""
         event = request.event
-        roster = await read_roster(event.id, config)
+        if roster is None:
+            roster = await read_roster(event.id, config)
         listed = {p.id for p in event.participants}
         leaving = {pid: entry for pid, entry in sorted(roster.items()) if pid not in listed}
         held = not request.allow_mass_removal and brake_holds(len(leaving), len(roster), config.max_removal_percent)

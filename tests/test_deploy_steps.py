@@ -1,0 +1,53 @@
+"""The order of a deployment's steps: what runs alongside the template's duplication, and what waits for it.
+
+Every step one after another waits for the engine and a worker slot (long, beside a large event), so a
+first deployment reads the roster and every participant's account while the template is duplicated; a
+re-run, whose course exists, looks up only the participants the course still lacks."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
+
+from fake_moodle import FakeMoodle
+from openvle_moodle_sync import starter
+from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.workflows import ids
+from tests.conftest import make_event, running_worker
+
+
+def activity_spans(history: WorkflowHistory) -> dict[str, list[tuple[int, int]]]:
+    """activity type -> [(scheduled event id, completed event id)], in the order they were scheduled."""
+    scheduled: dict[int, str] = {}
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            sid = event.activity_task_completed_event_attributes.scheduled_event_id
+            spans.setdefault(scheduled[sid], []).append((sid, event.event_id))
+    return spans
+
+
+async def deploy_history(client: Client, event: dict, settings: Settings) -> WorkflowHistory:
+    handle = await starter.deploy_event(client, event, settings=settings)
+    await handle.result()
+    return await client.get_workflow_handle(ids.deploy_id(event["id"]), run_id=handle.result_run_id).fetch_history()
+
+
+async def test_first_deployment_reads_while_the_template_is_duplicated(client: Client, fake: FakeMoodle,
+                                                                       settings: Settings) -> None:
+    event = make_event(fake, participants=6, instructors=1)
+    async with running_worker(client, settings, fake):
+        first = activity_spans(await deploy_history(client, event, settings))
+        (_, prepare_end), = first["prepare_course"]
+        (roster_start, _), = first["read_roster"]  # once: the convergence uses this read
+        (lookup_start, _), = first["find_users"]
+        # Both reads were scheduled before the duplication ended, not after it.
+        assert roster_start < prepare_end and lookup_start < prepare_end
+
+        again = activity_spans(await deploy_history(client, event, settings))
+    # A re-run: the course and the roster exist, everyone is enrolled: nobody is looked up or written.
+    assert "find_users" not in again and "ensure_user" not in again and "enrol_user" not in again
+    assert len(again["read_roster"]) == 1
+    assert again["read_roster"][0][0] < again["prepare_course"][0][1]
