@@ -20,6 +20,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from openvle_moodle_sync.activities import DeploymentWatch, MoodleSyncActivities
+from openvle_moodle_sync.activities.call_priority import CallPriority
 from openvle_moodle_sync.activities.plan import PlanActivities
 from openvle_moodle_sync.activities.roster import RosterActivities
 from openvle_moodle_sync.moodle import MoodleClient, check_connection, client_from_settings
@@ -34,7 +35,8 @@ ACTIVITY_SLOTS_PER_CONNECTION = 3
 """An activity holds its slot a little longer than its Moodle call (the engine's own round trips, and with
 eager activities off, a trip through the task queue for each): with three slots per Moodle connection the
 connections stay busy (N=1000 at 50 ms a call: 16.1 s with two, 12.1 s with three). Moodle never sees more
-than MOODLE_MAX_CONCURRENCY calls at once: the client's connection pool is that size."""
+than MOODLE_MAX_CONCURRENCY calls at once: the client's connection pool is that size, and the activities
+waiting for one of its connections get it in their tasks' priority order (`moodle.gate`)."""
 
 
 class WorkerTuning(TypedDict):
@@ -72,6 +74,7 @@ def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Wo
         workflows=ALL_WORKFLOWS,
         activities=[*sync.all(), watch.deployment_running, *RosterActivities(client).all(),
                     PlanActivities(moodle, settings).plan_event],
+        interceptors=[CallPriority()],  # a call waiting for a Moodle connection keeps its task's priority
         **worker_tuning(settings),
     )
 

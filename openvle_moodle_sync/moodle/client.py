@@ -2,7 +2,8 @@
 the optional role functions).
 
 One `MoodleClient` wraps one shared `httpx.AsyncClient` (connection pool sized to the worker's
-concurrency). It makes exactly one HTTP request per call: retries belong to the workflow engine.
+concurrency); calls wait for a connection in priority order (`gate`). It makes exactly one HTTP request
+per call: retries belong to the workflow engine.
 The token is sent only in the POST body, never in a URL, a log line or an error.
 """
 
@@ -25,6 +26,7 @@ from .errors import (
     api_error_from_body,
     redact,
 )
+from .gate import PriorityGate
 from .protocol import ENDPOINT_PATH, encode_params, is_exception_body
 
 
@@ -158,6 +160,8 @@ class MoodleClient:
         self._token = token
         self._timeout = timeout
         self._own_http = http is None
+        # Calls wait here, highest priority first, rather than in the pool's first-come queue (see gate).
+        self._gate = PriorityGate(max_connections)
         self._http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             verify=verify_ssl,
@@ -193,14 +197,16 @@ class MoodleClient:
         """
         form = [("wstoken", self._token), ("wsfunction", function), ("moodlewsrestformat", "json")]
         form += encode_params(params or {})
-        started = time.perf_counter()
         try:
-            response = await self._http.post(
-                self.endpoint,
-                content=urlencode(form),
-                headers=_FORM,
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            )
+            async with self._gate.hold():
+                started = time.perf_counter()
+                response = await self._http.post(
+                    self.endpoint,
+                    content=urlencode(form),
+                    headers=_FORM,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+                elapsed_ms = (time.perf_counter() - started) * 1000
         except httpx.TimeoutException as error:
             raise MoodleTimeoutError(
                 self.url, f"no answer within {timeout or self._timeout:g} s ({type(error).__name__})",
@@ -209,7 +215,6 @@ class MoodleClient:
         except httpx.TransportError as error:
             reason = self._redact(str(error)) or type(error).__name__
             raise MoodleConnectionError(self.url, reason, function=function) from None
-        elapsed_ms = (time.perf_counter() - started) * 1000
         body = self._decode(response, function)
         if is_exception_body(body):
             api_error = api_error_from_body(redact_body(body, self._token), function=function)
