@@ -23,10 +23,11 @@ VmHWM. Measured, in this order:
   (`sequential_extrapolated: true`);
 - moodle_saturation_s: the same calls from a plain asyncio pool with the same concurrency: what the Moodle
   server allows (always with --moodle-url; with the simulator too unless --no-saturation).
-- with --beside N (fair share between events, on the same worker): small_alone_s, an event of --small
-  participants (default 20) alone; large_alone_s, an event of N alone; then an event of N again and, started
-  --beside-delay seconds (default 3) after it while its tasks fill the queue, another small one:
-  small_beside_s and large_beside_s. Targets: small_beside_s <= 2 x small_alone_s, large_beside_s at most
+- with --beside N (fair share between events, on the same worker): small_alone_s, the median of
+  --small-runs (default 3) events of --small participants (default 20) deployed alone; large_alone_s, an
+  event of N alone; then an event of N again and, from --beside-delay seconds (default 3) after it while
+  its tasks fill the queue, --small-runs other small ones, one after the other: small_beside_s (their
+  median) and large_beside_s. Targets: small_beside_s <= 2 x small_alone_s, large_beside_s at most
   10 % above large_alone_s.
 
 Every process the benchmark starts is stopped when it ends (normally, on an error, or on Ctrl-C/SIGTERM).
@@ -37,11 +38,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -425,11 +428,11 @@ TEMPORAL_DB = {
 }
 
 
-async def start_temporal(log_dir: Path, work: Path, db: str) -> tuple[Proc, str]:
+async def start_temporal(log_dir: Path, work: Path, db: str, extra: Sequence[str] = ()) -> tuple[Proc, str]:
     port = free_port()
     storage = [arg.replace("{db}", str(work / "temporal.db")) for arg in TEMPORAL_DB[db]]
     proc = Proc("temporal", [temporal_cli(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-                             "--port", str(port), *storage, "--log-level", "error", *DEV_SERVER_ARGS], log_dir)
+                             "--port", str(port), *storage, "--log-level", "error", *DEV_SERVER_ARGS, *extra], log_dir)
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -577,7 +580,8 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         temporal, address = None, args.temporal_address
     else:
         say("starting the Temporal dev server ...")
-        temporal, address = await start_temporal(log_dir, work, args.temporal_db)
+        temporal, address = await start_temporal(
+            log_dir, work, args.temporal_db, [a for kv in args.dynamic_config for a in ("--dynamic-config-value", kv)])
     queue = f"bench-{run_id}"
     if real:
         token = os.environ.get("MOODLE_TOKEN", "")
@@ -596,7 +600,8 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     pop = make_population(f"b{run_id}", n, template_id)
     out: dict[str, Any] = {
         "participants": n, "latency_ms": None if real else args.latency_ms, "concurrency": conc,
-        "temporal": f"dev server, {args.temporal_db} storage" if temporal else f"given: {address}",
+        "temporal": (f"dev server, {args.temporal_db} storage" + "".join(f", {kv}" for kv in args.dynamic_config)
+                     if temporal else f"given: {address}"),
         "moodle": args.moodle_url or "simulator (HTTP on loopback)",
         "instructors": sum(1 for p in pop.people if p.role == Role.INSTRUCTOR),
         "existing_accounts": len(pop.existing),
@@ -755,12 +760,18 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 async def beside(client: Client, side: MoodleSide, settings: Settings, args: argparse.Namespace, template_id: int,
                  run_id: str, say: Callable[..., None]) -> dict[str, Any]:
-    """Fair share: a small event alone, a large one alone, then the small one started while the large one
-    runs (its tasks fill the queue). Each event is new, with half its accounts already in Moodle."""
+    """Fair share: a small event alone (--small-runs times), a large one alone, then the large one again and,
+    while it runs, the small one again (--small-runs times, one after the other, the first --beside-delay
+    seconds after the large one started). Each event is new, with half its accounts already in Moodle.
+
+    A small deployment takes a second or two, and two runs of the same alone differ by up to half of that
+    on this VM: the ratio is of the medians, and every sample is kept in the output."""
+    runs = args.small_runs
     pops = {name: make_population(f"{name}{run_id}", n, template_id) for name, n in (
-        ("sa", args.small), ("la", args.beside), ("sb", args.small), ("lb", args.beside))}
+        *((f"sa{i}", args.small) for i in range(runs)), ("la", args.beside),
+        *((f"sb{i}", args.small) for i in range(runs)), ("lb", args.beside))}
     async with side.client(settings) as moodle:
-        say(f"beside: pre-creating the accounts of two events of {args.small} and two of {args.beside} ...")
+        say(f"beside: pre-creating the accounts of {2 * runs} events of {args.small} and two of {args.beside} ...")
         for pop in pops.values():
             await precreate(moodle, pop)
 
@@ -770,24 +781,32 @@ async def beside(client: Client, side: MoodleSide, settings: Settings, args: arg
         assert result.done == len(pop.people) and not result.failed, f"{pop.prefix}: {result.done} done"
         return handle.id, handle.result_run_id
 
-    say(f"beside: a small event of {args.small} alone, then a large one of {args.beside} alone ...")
-    small_alone_s, small_alone_run = await timed(lambda: deployed(pops["sa"]), args.timeout)
+    say(f"beside: a small event of {args.small} alone ({runs} times), then a large one of {args.beside} alone ...")
+    alone = [await timed(functools.partial(deployed, pops[f"sa{i}"]), args.timeout) for i in range(runs)]
     large_alone_s, _ = await timed(lambda: deployed(pops["la"]), args.timeout)
-    say(f"beside: the small event started {args.beside_delay:g} s after a large one ...")
+    say(f"beside: the small event ({runs} times) from {args.beside_delay:g} s after a large one started ...")
     large = asyncio.create_task(timed(lambda: deployed(pops["lb"]), args.timeout))
     await asyncio.sleep(args.beside_delay)
-    small_beside_s, small_beside_run = await timed(lambda: deployed(pops["sb"]), args.timeout)
+    beside_runs = []
+    for i in range(runs):
+        beside_runs.append(await timed(functools.partial(deployed, pops[f"sb{i}"]), args.timeout))
+        if large.done():
+            raise RuntimeError(f"the large event ended before small event {i + 1} of {runs}: use a larger --beside")
     large_beside_s, _ = await large
+    small_alone_s = statistics.median(t for t, _ in alone)
+    small_beside_s = statistics.median(t for t, _ in beside_runs)
     out: dict[str, Any] = {
-        "small": args.small, "beside": args.beside, "beside_delay_s": args.beside_delay,
+        "small": args.small, "beside": args.beside, "beside_delay_s": args.beside_delay, "small_runs": runs,
         "small_alone_s": round(small_alone_s, 3), "small_beside_s": round(small_beside_s, 3),
+        "small_alone_samples_s": [round(t, 3) for t, _ in alone],
+        "small_beside_samples_s": [round(t, 3) for t, _ in beside_runs],
         "large_alone_s": round(large_alone_s, 3), "large_beside_s": round(large_beside_s, 3),
     }
     out["small_beside_vs_alone"] = round(small_beside_s / small_alone_s, 3)
     out["large_growth"] = round(large_beside_s / large_alone_s - 1, 3)
-    # Where the small event's time went: waiting in the task queue, or running (worker, Moodle).
-    out["small_alone_timing"] = await timing(client, [small_alone_run])
-    out["small_beside_timing"] = await timing(client, [small_beside_run])
+    # Where the small events' time went: waiting in the task queue, or running (worker, Moodle, engine).
+    out["small_alone_timing"] = await timing(client, [run for _, run in alone])
+    out["small_beside_timing"] = await timing(client, [run for _, run in beside_runs])
     return out
 
 
@@ -895,6 +914,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--temporal-db", choices=sorted(TEMPORAL_DB), default="file",
                    help="storage of the dev server: file (SQLite defaults, the default), wal (SQLite WAL, "
                         "synchronous=normal) or memory (as WorkflowEnvironment.start_local)")
+    p.add_argument("--dynamic-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="one more --dynamic-config-value for the dev server (repeatable), for experiments")
     p.add_argument("--floor-batch", type=int, default=None,
                    help=f"participants per child workflow of the floor (default {BATCH_SIZE} as DeployEvent; "
                         "0: one workflow)")
@@ -903,6 +924,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="fair share: deploy a small event alone and then beside an event of N (and that one "
                         "alone); adds small_alone_s, small_beside_s, large_alone_s, large_beside_s")
     p.add_argument("--small", type=int, default=20, help="participants of the small event of --beside (default 20)")
+    p.add_argument("--small-runs", type=int, default=3,
+                   help="deployments of a small event alone, and beside the large one (default 3; medians compared)")
     p.add_argument("--beside-delay", type=float, default=3.0,
                    help="seconds between the start of the large event and the small one (default 3)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds each phase may take")
