@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from openvle_moodle_sync.devserver import DEV_SERVER_ARGS
 from openvle_moodle_sync.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,6 +171,20 @@ def test_dynamic_config_turns_on_fairness(compose: dict[str, Any]) -> None:
     assert config_path
     config = load_yaml((ROOT / "deploy" / "temporal" / "dynamicconfig" / Path(config_path).name).read_text("utf-8"))
     assert config["matching.enableFairness"] == [{"value": True, "constraints": {}}]
+
+
+def test_dynamic_config_gives_the_workers_queue_one_partition(compose: dict[str, Any]) -> None:
+    """Priority and fairness hold within a partition: the worker's task queue has one, in production as in
+    every dev server (devserver.DEV_SERVER_ARGS)."""
+    config_path = environment_of(compose["services"]["temporal"])["DYNAMIC_CONFIG_FILE_PATH"]
+    assert config_path
+    config = load_yaml((ROOT / "deploy" / "temporal" / "dynamicconfig" / Path(config_path).name).read_text("utf-8"))
+    queue = environment_of(compose["services"]["worker"]).get("TEMPORAL_TASK_QUEUE") or \
+        Settings.model_fields["temporal_task_queue"].default
+    for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
+        assert config[key] == [{"value": 1, "constraints": {"taskQueueName": queue}}], key
+        assert f"{key}=1" in DEV_SERVER_ARGS
+    assert "matching.enableFairness=true" in DEV_SERVER_ARGS
 
 
 def mounted_script(service: dict[str, Any]) -> str:

@@ -5,7 +5,9 @@ round-robin between the events that have work waiting, instead of first come fir
 event is not queued behind every task of a large one started before it. Activities and child workflows
 inherit their workflow's priority. The server applies fairness keys only with the dynamic config
 ``matching.enableFairness=true`` (the dev servers of `devserver.DEV_SERVER_ARGS` and the production
-compose have it); without it the priority key still orders the tasks.
+compose have it, with one partition for the task queue: the server keeps the order within a partition);
+without it the priority key still orders the tasks. The worker keeps the order up to Moodle: a call
+waiting for a Moodle connection gets it in its task's priority order (`moodle.gate`).
 
 The priority key (1 runs first, 5 last, 3 is Temporal's default) is the caller's choice, or by default
 by size: work of at most `SMALL_EVENT` participants (a workshop, one participant's change, an archive or
