@@ -33,6 +33,6 @@ Fairness makes the task queue hand out tasks round-robin between fairness keys (
 `starter.fairness`), so that a small event is not queued behind every task of a large one; the server
 ignores the fairness key without this switch. One partition per task queue instead of four: priority and
 fairness are kept within a partition, and with four a small event's task waits on its partition while a
-large event's tasks are handed out from the others (beside a deployment of 3,000: 2.15 times its time
-alone with four partitions, 1.67 with one; bench/RESULTS.md). Production sets the same in
+large event's tasks are handed out from the others (beside a deployment of 3,000, the small event's median
+wait in the queue: 333 ms with four partitions, 142 ms with one; bench/RESULTS.md). Production sets the same in
 deploy/temporal/dynamicconfig."""
