@@ -38,6 +38,9 @@ async def deploy_history(client: Client, event: dict, settings: Settings) -> Wor
 async def test_first_deployment_reads_while_the_template_is_duplicated(client: Client, fake: FakeMoodle,
                                                                        settings: Settings) -> None:
     event = make_event(fake, participants=6, instructors=1)
+    # Each Moodle call takes 100 ms, as on a real site: the copy (several calls) outlasts the roster read,
+    # a Temporal round trip, after which the look-up starts. With instant calls it is a race.
+    fake.faults.latency_ms = 100
     async with running_worker(client, settings, fake):
         first = activity_spans(await deploy_history(client, event, settings))
         (_, prepare_end), = first["prepare_course"]
