@@ -119,52 +119,34 @@ class DeployEvent:
         reason = skip_reason(config, event.moodle_course_id)
         if reason or event.moodle_course_id is None:
             return self._skipped(reason or "")
-        if workflow.patched(READS_ALONGSIDE_PATCH):
-            return await self._deploy_reading_alongside(request, event.moodle_course_id, config)
-        course = await self._prepare_course(event, event.moodle_course_id, config)
+        # Reads go alongside the duplication (patch): each step that waits for the one before costs a trip
+        # through the engine and the task queue, long beside a large event. The roster is read while the
+        # template is copied, and on an event's first deployment (an empty roster) every account too.
+        alongside = workflow.patched(READS_ALONGSIDE_PATCH)
+        preparing = asyncio.ensure_future(self._prepare_course(event, event.moodle_course_id, config))
+        roster = await read_roster(event.id, config) if alongside else None
+        first_lookup = (asyncio.ensure_future(self._find_accounts(event.participants, config))
+                        if alongside and not roster and event.participants else None)
+        course = await preparing
         role_changes = await self._read_course(event, course, config)
         todo = [p for p in event.participants if self._status[p.id].state == SubtaskState.PENDING]
         # Not enrolled at all when the run read the course: whoever of them ends up enrolled, this run
         # enrolled, also when a retry of their enrol found its own earlier write. (Those enrolled with
         # another role, none or suspended, are in role_changes: possibly enrolled by hand.)
         self._unenrolled_before = {p.id for p in todo} - set(role_changes)
-        accounts = await self._look_up_accounts(todo, config)
-        converging = workflow.patched(ROSTER_PATCH)
+        if first_lookup is not None:  # everyone was looked up: keep those the course still lacks
+            found = (await first_lookup).known
+            accounts = Accounts(known={p.id: found[p.id] for p in todo if p.id in found}, looked_up=True)
+        else:  # a re-run looks up only those the course lacks, once it has read the course
+            accounts = await self._look_up_accounts(todo, config)
+        converging = alongside or workflow.patched(ROSTER_PATCH)
         try:
             await self._sync(SyncPlan(event.id, course, frozenset(role_changes), accounts, config), todo)
         except (ActivityError, ChildWorkflowError):
             if converging:  # a run stopped by a configuration error still remembers whom it enrolled
-                await self._remember(event.id, course, {}, [], config)
+                await self._remember(event.id, course, roster or {}, [], config)
             raise
-        convergence = await self._converge(request, course, config) if converging else Convergence()
-        return self._result(event, course, convergence, config)
-
-    async def _deploy_reading_alongside(self, request: DeployInput, template_id: int, config: SyncConfig
-                                        ) -> DeployResult:
-        """The same steps, with fewer waits one after another: each step waits for the engine and a worker
-        slot, for a long while beside a large event. The roster is read while the template is duplicated;
-        on an event's first deployment (an empty roster) so is every participant's account. A re-run looks
-        up only the participants the course still lacks, once it has read the course."""
-        event = request.event
-        preparing = asyncio.ensure_future(self._prepare_course(event, template_id, config))
-        roster = await read_roster(event.id, config)
-        first_lookup = (asyncio.ensure_future(self._find_accounts(event.participants, config))
-                        if not roster and event.participants else None)
-        course = await preparing
-        role_changes = await self._read_course(event, course, config)
-        todo = [p for p in event.participants if self._status[p.id].state == SubtaskState.PENDING]
-        self._unenrolled_before = {p.id for p in todo} - set(role_changes)
-        if first_lookup is not None:
-            found = await first_lookup
-            accounts = Accounts(known={p.id: found.known[p.id] for p in todo if p.id in found.known}, looked_up=True)
-        else:
-            accounts = await self._look_up_accounts(todo, config)
-        try:
-            await self._sync(SyncPlan(event.id, course, frozenset(role_changes), accounts, config), todo)
-        except (ActivityError, ChildWorkflowError):
-            await self._remember(event.id, course, roster, [], config)
-            raise
-        convergence = await self._converge(request, course, config, roster)
+        convergence = await self._converge(request, course, config, roster) if converging else Convergence()
         return self._result(event, course, convergence, config)
 
     # --- the steps ----------------------------------------------------------------------------------
