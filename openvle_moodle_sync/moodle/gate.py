@@ -51,7 +51,7 @@ class PriorityGate:
             self._release()
 
     async def _acquire(self, priority: int) -> None:
-        if self._free and not self.waiting:
+        if self._free:  # a free place means nobody waits: a release hands its place to a waiter first
             self._free -= 1
             return
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
