@@ -896,6 +896,19 @@ def table(out: dict[str, Any]) -> str:
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _key_value(text: str) -> str:
+    if "=" not in text.strip("="):
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. matching.numTaskqueueReadPartitions=1)")
+    return text
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/deploy_bench.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -914,7 +927,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--temporal-db", choices=sorted(TEMPORAL_DB), default="file",
                    help="storage of the dev server: file (SQLite defaults, the default), wal (SQLite WAL, "
                         "synchronous=normal) or memory (as WorkflowEnvironment.start_local)")
-    p.add_argument("--dynamic-config", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--dynamic-config", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
                    help="one more --dynamic-config-value for the dev server (repeatable), for experiments")
     p.add_argument("--floor-batch", type=int, default=None,
                    help=f"participants per child workflow of the floor (default {BATCH_SIZE} as DeployEvent; "
@@ -924,7 +937,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="fair share: deploy a small event alone and then beside an event of N (and that one "
                         "alone); adds small_alone_s, small_beside_s, large_alone_s, large_beside_s")
     p.add_argument("--small", type=int, default=20, help="participants of the small event of --beside (default 20)")
-    p.add_argument("--small-runs", type=int, default=3,
+    p.add_argument("--small-runs", type=_positive, default=3,
                    help="deployments of a small event alone, and beside the large one (default 3; medians compared)")
     p.add_argument("--beside-delay", type=float, default=3.0,
                    help="seconds between the start of the large event and the small one (default 3)")
