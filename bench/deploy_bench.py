@@ -27,8 +27,11 @@ VmHWM. Measured, in this order:
   --small-runs (default 3) events of --small participants (default 20) deployed alone; large_alone_s, an
   event of N alone; then an event of N again and, from --beside-delay seconds (default 3) after it while
   its tasks fill the queue, --small-runs other small ones, one after the other: small_beside_s (their
-  median) and large_beside_s. Targets: small_beside_s <= 2 x small_alone_s, large_beside_s at most
-  10 % above large_alone_s.
+  median) and large_beside_s. --large-runs K repeats the large pair K times (medians of K each).
+  Targets: small_beside_s <= 2 x small_alone_s, large_beside_s at most 10 % above large_alone_s.
+  Where each small run's time went: small_*_wall_s (the start call, workflow tasks waiting and running,
+  the time between workflow tasks, the result call); and large_*_workflow_task_timeouts, the large
+  event's workflow tasks the server held on the worker's sticky queue past its schedule-to-start timeout.
 
 Every process the benchmark starts is stopped when it ends (normally, on an error, or on Ctrl-C/SIGTERM).
 """
@@ -537,6 +540,52 @@ async def timing(client: Client, runs: Sequence[tuple[str, str | None]]) -> dict
     }
 
 
+async def where_the_run_went(client: Client, workflow_id: str, run_id: str | None, called_at: float,
+                             returned_at: float) -> dict[str, float]:
+    """One run's wall clock (seconds, from the caller's start call to its result) cut into what follows
+    what: the start call until the server recorded the run, workflow tasks waiting for a worker, workflow
+    tasks running (worker and server), the time between a workflow task and the next one (activities in
+    the queue and running, Moodle), and from the run's close to the caller holding the result."""
+    from temporalio.api.enums.v1 import EventType as E
+
+    history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    parts = {"start_call": 0.0, "workflow_task_wait": 0.0, "workflow_task_run": 0.0, "between_tasks": 0.0,
+             "result_call": 0.0}
+    last = None
+    for ev in history.events:
+        t = ev.event_time.ToMicroseconds() / 1e6
+        kind = ev.event_type
+        if last is None:
+            parts["start_call"] = t - called_at
+        elif kind == E.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+            parts["between_tasks"] += t - last
+        elif kind == E.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            parts["workflow_task_wait"] += t - last
+        elif kind == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            parts["workflow_task_run"] += t - last
+        else:
+            continue
+        last = t
+    if last is not None:
+        parts["result_call"] = returned_at - history.events[-1].event_time.ToMicroseconds() / 1e6
+        parts["workflow_task_run"] += history.events[-1].event_time.ToMicroseconds() / 1e6 - last
+    return {k: round(v, 3) for k, v in parts.items()}
+
+
+async def workflow_task_timeouts(client: Client, id_prefix: str) -> int:
+    """Workflow tasks of the runs whose id starts with ``id_prefix`` (a deployment and its children) that
+    timed out: each is a stall of up to the worker's sticky schedule-to-start timeout (10 s), a task the
+    server held on the worker's sticky queue while that worker was polling it."""
+    from temporalio.api.enums.v1 import EventType as E
+
+    count = 0
+    async for execution in client.list_workflows():
+        if execution.id.startswith(id_prefix):
+            history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+            count += sum(1 for ev in history.events if ev.event_type == E.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT)
+    return count
+
+
 async def timed(make: Callable[[], Awaitable[Any]], timeout: float) -> tuple[float, Any]:
     started = time.perf_counter()
     result = await asyncio.wait_for(make(), timeout)
@@ -760,53 +809,72 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 async def beside(client: Client, side: MoodleSide, settings: Settings, args: argparse.Namespace, template_id: int,
                  run_id: str, say: Callable[..., None]) -> dict[str, Any]:
-    """Fair share: a small event alone (--small-runs times), a large one alone, then the large one again and,
-    while it runs, the small one again (--small-runs times, one after the other, the first --beside-delay
-    seconds after the large one started). Each event is new, with half its accounts already in Moodle.
+    """Fair share: a small event alone (--small-runs times), then --large-runs rounds of a large event alone
+    followed by a large event while the small one runs beside it (--small-runs times, one after the other,
+    the first --beside-delay seconds after the large one started). Each event is new, with half its
+    accounts already in Moodle.
 
     A small deployment takes a second or two, and two runs of the same alone differ by up to half of that
-    on this VM: the ratio is of the medians, and every sample is kept in the output."""
-    runs = args.small_runs
+    on this VM; a large one alone varies by a tenth or more from one run to the next. The ratios are of
+    the medians, and every sample is kept in the output."""
+    runs, rounds = args.small_runs, args.large_runs
     pops = {name: make_population(f"{name}{run_id}", n, template_id) for name, n in (
-        *((f"sa{i}", args.small) for i in range(runs)), ("la", args.beside),
-        *((f"sb{i}", args.small) for i in range(runs)), ("lb", args.beside))}
+        *((f"sa{i}", args.small) for i in range(runs)),
+        *((f"sb{r}x{i}", args.small) for r in range(rounds) for i in range(runs)),
+        *((f"{kind}{r}x", args.beside) for r in range(rounds) for kind in ("la", "lb")))}
     async with side.client(settings) as moodle:
-        say(f"beside: pre-creating the accounts of {2 * runs} events of {args.small} and two of {args.beside} ...")
+        say(f"beside: pre-creating the accounts of {runs * (rounds + 1)} events of {args.small} and "
+            f"{2 * rounds} of {args.beside} ...")
         for pop in pops.values():
             await precreate(moodle, pop)
 
-    async def deployed(pop: Population) -> tuple[str, str | None]:
+    async def deployed(pop: Population) -> tuple[str, str | None, float, float]:
+        called_at = time.time()
         handle = await starter.deploy_event(client, pop.event, settings=settings)
         result = await handle.result()
         assert result.done == len(pop.people) and not result.failed, f"{pop.prefix}: {result.done} done"
-        return handle.id, handle.result_run_id
+        return handle.id, handle.result_run_id, called_at, time.time()
 
-    say(f"beside: a small event of {args.small} alone ({runs} times), then a large one of {args.beside} alone ...")
+    say(f"beside: a small event of {args.small} alone ({runs} times) ...")
     alone = [await timed(functools.partial(deployed, pops[f"sa{i}"]), args.timeout) for i in range(runs)]
-    large_alone_s, _ = await timed(lambda: deployed(pops["la"]), args.timeout)
-    say(f"beside: the small event ({runs} times) from {args.beside_delay:g} s after a large one started ...")
-    large = asyncio.create_task(timed(lambda: deployed(pops["lb"]), args.timeout))
-    await asyncio.sleep(args.beside_delay)
+    large_alone: list[float] = []
+    large_beside: list[float] = []
     beside_runs = []
-    for i in range(runs):
-        beside_runs.append(await timed(functools.partial(deployed, pops[f"sb{i}"]), args.timeout))
-        if large.done():
-            raise RuntimeError(f"the large event ended before small event {i + 1} of {runs}: use a larger --beside")
-    large_beside_s, _ = await large
+    for r in range(rounds):
+        say(f"beside: round {r + 1} of {rounds}: a large event of {args.beside} alone, then another with the "
+            f"small event ({runs} times) from {args.beside_delay:g} s after it started ...")
+        large_alone.append((await timed(functools.partial(deployed, pops[f"la{r}x"]), args.timeout))[0])
+        large = asyncio.create_task(timed(functools.partial(deployed, pops[f"lb{r}x"]), args.timeout))
+        await asyncio.sleep(args.beside_delay)
+        for i in range(runs):
+            beside_runs.append(await timed(functools.partial(deployed, pops[f"sb{r}x{i}"]), args.timeout))
+            if large.done():
+                raise RuntimeError(f"the large event ended before small event {i + 1} of {runs}: use a larger "
+                                   "--beside")
+        large_beside.append((await large)[0])
     small_alone_s = statistics.median(t for t, _ in alone)
     small_beside_s = statistics.median(t for t, _ in beside_runs)
+    large_alone_s, large_beside_s = statistics.median(large_alone), statistics.median(large_beside)
     out: dict[str, Any] = {
         "small": args.small, "beside": args.beside, "beside_delay_s": args.beside_delay, "small_runs": runs,
+        "large_runs": rounds,
         "small_alone_s": round(small_alone_s, 3), "small_beside_s": round(small_beside_s, 3),
         "small_alone_samples_s": [round(t, 3) for t, _ in alone],
         "small_beside_samples_s": [round(t, 3) for t, _ in beside_runs],
         "large_alone_s": round(large_alone_s, 3), "large_beside_s": round(large_beside_s, 3),
+        "large_alone_samples_s": [round(t, 3) for t in large_alone],
+        "large_beside_samples_s": [round(t, 3) for t in large_beside],
     }
     out["small_beside_vs_alone"] = round(small_beside_s / small_alone_s, 3)
     out["large_growth"] = round(large_beside_s / large_alone_s - 1, 3)
     # Where the small events' time went: waiting in the task queue, or running (worker, Moodle, engine).
-    out["small_alone_timing"] = await timing(client, [run for _, run in alone])
-    out["small_beside_timing"] = await timing(client, [run for _, run in beside_runs])
+    out["small_alone_timing"] = await timing(client, [run[:2] for _, run in alone])
+    out["small_beside_timing"] = await timing(client, [run[:2] for _, run in beside_runs])
+    for kind, label in (("la", "alone"), ("lb", "beside")):
+        out[f"large_{label}_workflow_task_timeouts"] = [
+            await workflow_task_timeouts(client, deploy_id(pops[f"{kind}{r}x"].event.id)) for r in range(rounds)]
+    out["small_alone_wall_s"] = [await where_the_run_went(client, *run) for _, run in alone]
+    out["small_beside_wall_s"] = [await where_the_run_went(client, *run) for _, run in beside_runs]
     return out
 
 
@@ -939,6 +1007,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--small", type=int, default=20, help="participants of the small event of --beside (default 20)")
     p.add_argument("--small-runs", type=_positive, default=3,
                    help="deployments of a small event alone, and beside the large one (default 3; medians compared)")
+    p.add_argument("--large-runs", type=_positive, default=1,
+                   help="rounds of a large event alone and one beside the small ones (default 1; medians compared)")
     p.add_argument("--beside-delay", type=float, default=3.0,
                    help="seconds between the start of the large event and the small one (default 3)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds each phase may take")
