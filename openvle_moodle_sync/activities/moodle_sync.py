@@ -291,12 +291,13 @@ class MoodleSyncActivities(WithdrawActivities):
         roles: set[int] | None = None
         info = activity.info()
         retry = info.attempt > 1
-        # Only these retries look at the course before writing, and so can find an earlier attempt's write.
-        checks = spec.course_may_have_teacher or bool(spec.other_role_ids)
+        # A retry of these looks at the course before writing (a role change always does), and so can find
+        # an earlier attempt's write.
+        retry_checks = spec.course_may_have_teacher or bool(spec.other_role_ids)
         # Their earlier attempt heartbeats WRITING before it writes: when its answer was lost, the enrolment
         # found now is this activity's own, and the result says so (the roster counts it as ours).
         wrote_before = retry and WRITING in info.heartbeat_details
-        if (retry and spec.course_may_have_teacher) or spec.other_role_ids:
+        if spec.other_role_ids or (retry and retry_checks):
             roles = await self._roles_of(spec.course_id, spec.user_id)
         others = roles & set(spec.other_role_ids) if roles is not None else set()
         # Only where a withdrawal may have happened (other roles are managed here) can the user be suspended.
@@ -304,7 +305,7 @@ class MoodleSyncActivities(WithdrawActivities):
                      and spec.user_id in await self.moodle.get_suspended_user_ids(spec.course_id))
         if roles is not None and spec.role_id in roles and not others and not suspended:
             return EnrolResult(enrolled=wrote_before)
-        if checks:
+        if retry_checks:
             # A heartbeat is a write to the workflow's state on the server: a student of a course this run
             # made (most of a large deployment) is enrolled without one, since a retry writes again anyway.
             activity.heartbeat(WRITING)
