@@ -66,6 +66,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import psutil  # noqa: E402
+from temporalio.api.enums.v1 import EventType as E  # noqa: E402
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
@@ -484,8 +485,6 @@ async def timing(client: Client, runs: Sequence[tuple[str, str | None]]) -> dict
     """Where the time of the runs went, from their histories: how long activities waited in the task queue
     (scheduled -> started) and ran (started -> closed, the Moodle calls plus the worker), how long workflow
     tasks waited and ran, and how many activities were running on average over the whole span."""
-    from temporalio.api.enums.v1 import EventType as E
-
     waits: dict[str, list[float]] = defaultdict(list)
     runs_ms: dict[str, list[float]] = defaultdict(list)
     wft_wait: list[float] = []
@@ -546,44 +545,33 @@ async def where_the_run_went(client: Client, workflow_id: str, run_id: str | Non
     what: the start call until the server recorded the run, workflow tasks waiting for a worker, workflow
     tasks running (worker and server), the time between a workflow task and the next one (activities in
     the queue and running, Moodle), and from the run's close to the caller holding the result."""
-    from temporalio.api.enums.v1 import EventType as E
-
     history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-    parts = {"start_call": 0.0, "workflow_task_wait": 0.0, "workflow_task_run": 0.0, "between_tasks": 0.0,
-             "result_call": 0.0}
-    last = None
-    for ev in history.events:
-        t = ev.event_time.ToMicroseconds() / 1e6
-        kind = ev.event_type
-        if last is None:
-            parts["start_call"] = t - called_at
-        elif kind == E.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
-            parts["between_tasks"] += t - last
-        elif kind == E.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-            parts["workflow_task_wait"] += t - last
-        elif kind == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-            parts["workflow_task_run"] += t - last
-        else:
-            continue
-        last = t
-    if last is not None:
-        parts["result_call"] = returned_at - history.events[-1].event_time.ToMicroseconds() / 1e6
-        parts["workflow_task_run"] += history.events[-1].event_time.ToMicroseconds() / 1e6 - last
+    times = [ev.event_time.ToMicroseconds() / 1e6 for ev in history.events]
+    parts = {"start_call": times[0] - called_at, "workflow_task_wait": 0.0, "workflow_task_run": 0.0,
+             "between_tasks": 0.0, "result_call": returned_at - times[-1]}
+    part_ending_at = {E.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED: "between_tasks",
+                      E.EVENT_TYPE_WORKFLOW_TASK_STARTED: "workflow_task_wait",
+                      E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: "workflow_task_run"}
+    last = times[0]
+    for ev, t in zip(history.events[1:], times[1:], strict=True):
+        if ev.event_type in part_ending_at:
+            parts[part_ending_at[ev.event_type]] += t - last
+            last = t
+    parts["workflow_task_run"] += times[-1] - last  # the run closes with its last workflow task's commands
     return {k: round(v, 3) for k, v in parts.items()}
 
 
-async def workflow_task_timeouts(client: Client, id_prefix: str) -> int:
-    """Workflow tasks of the runs whose id starts with ``id_prefix`` (a deployment and its children) that
-    timed out: each is a stall of up to the worker's sticky schedule-to-start timeout (10 s), a task the
-    server held on the worker's sticky queue while that worker was polling it."""
-    from temporalio.api.enums.v1 import EventType as E
-
-    count = 0
+async def workflow_task_timeouts(client: Client, id_prefixes: Sequence[str]) -> list[int]:
+    """For each prefix, the workflow tasks of the runs whose id starts with it (a deployment and its
+    children) that timed out: each is a stall of up to the worker's sticky schedule-to-start timeout (10 s),
+    a task the server held on the worker's sticky queue while that worker was polling it."""
+    counts = [0] * len(id_prefixes)
     async for execution in client.list_workflows():
-        if execution.id.startswith(id_prefix):
-            history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
-            count += sum(1 for ev in history.events if ev.event_type == E.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT)
-    return count
+        for i, prefix in enumerate(id_prefixes):
+            if execution.id.startswith(prefix):
+                history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+                counts[i] += sum(1 for ev in history.events if ev.event_type == E.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT)
+    return counts
 
 
 async def timed(make: Callable[[], Awaitable[Any]], timeout: float) -> tuple[float, Any]:
@@ -870,9 +858,10 @@ async def beside(client: Client, side: MoodleSide, settings: Settings, args: arg
     # Where the small events' time went: waiting in the task queue, or running (worker, Moodle, engine).
     out["small_alone_timing"] = await timing(client, [run[:2] for _, run in alone])
     out["small_beside_timing"] = await timing(client, [run[:2] for _, run in beside_runs])
-    for kind, label in (("la", "alone"), ("lb", "beside")):
-        out[f"large_{label}_workflow_task_timeouts"] = [
-            await workflow_task_timeouts(client, deploy_id(pops[f"{kind}{r}x"].event.id)) for r in range(rounds)]
+    timeouts = await workflow_task_timeouts(
+        client, [deploy_id(pops[f"{kind}{r}x"].event.id) for kind in ("la", "lb") for r in range(rounds)])
+    out["large_alone_workflow_task_timeouts"] = timeouts[:rounds]
+    out["large_beside_workflow_task_timeouts"] = timeouts[rounds:]
     out["small_alone_wall_s"] = [await where_the_run_went(client, *run) for _, run in alone]
     out["small_beside_wall_s"] = [await where_the_run_went(client, *run) for _, run in beside_runs]
     return out
