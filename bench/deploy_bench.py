@@ -954,10 +954,9 @@ def table(out: dict[str, Any]) -> str:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number (e.g. 3)")
+    return int(text)
 
 
 def _key_value(text: str) -> str:
