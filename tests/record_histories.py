@@ -14,7 +14,8 @@ new files.
 
 The scenarios: an event's life (deploy, re-run, add, remove, archive, delete), a participant who fails, a
 deployment in child workflows, convergence (plan, deploy taking people away, the brake, the roster), removal
-and archive under MOODLE_UNENROL_ACTION remove_roles and suspend, and a deploy with Moodle disabled."""
+and archive under MOODLE_UNENROL_ACTION remove_roles and suspend, an add of someone enrolled by hand, and a
+deploy with Moodle disabled."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from tests.conftest import (
     make_event,
     make_person,
     make_settings,
+    moodle_for,
     running_worker,
 )
 
@@ -52,6 +54,7 @@ PATCHES: tuple[str, ...] = (
     "event-roster",
     "deploy-removal-by-action",
     "reads-alongside-course",
+    "roster-skips-found-enrolled",
 )
 """Every `workflow.patched` id, in the order they were introduced: add a new one at the end."""
 
@@ -145,6 +148,19 @@ async def record_convergence(client: Client, fake: FakeMoodle, settings: Setting
     await save(client, ids.roster_id("conv-1"), "event_roster")
 
 
+async def record_add_of_someone_enrolled(client: Client, fake: FakeMoodle, settings: Settings) -> None:
+    """A teacher enrolled by hand, added as a student: their role changes, the roster is read, not written."""
+    event = make_event(fake, participants=2, instructors=1, event_id="rec-5")
+    deployed = await (await starter.deploy_event(client, event, settings=settings)).result()
+    person = make_person(event, "teacher")
+    account = await add_moodle_user(fake, username=person["username"], email=person["email"],
+                                    firstname="By", lastname="Hand")
+    async with moodle_for(fake, settings) as moodle:
+        await moodle.enrol_users([{"roleid": 3, "userid": account.id, "courseid": deployed.course_id or 0}])
+    await (await starter.add_participant(client, event, person, settings=settings)).result()
+    await save(client, ids.participant_id("rec-5", person["id"]), "change_add_found_enrolled")
+
+
 async def record_unenrol_actions(client: Client) -> None:
     """Removal and archive under the MOODLE_UNENROL_ACTION values that write something other than unenrol."""
     fake = FakeMoodle(token=TOKEN, extended_token=EXTENDED_TOKEN)
@@ -173,6 +189,7 @@ async def main() -> None:
         await record_failed_participant(client, fake, settings)
         await record_batched(client, fake, settings)
         await record_convergence(client, fake, settings)
+        await record_add_of_someone_enrolled(client, fake, settings)
     await record_unenrol_actions(client)
     disabled = make_settings(moodle_enabled=False, moodle_url="", moodle_token="")
     async with running_worker(client, disabled, fake):

@@ -189,6 +189,33 @@ async def test_added_and_removed_participants_update_the_roster(client: Client, 
     assert set(fake.site.enrolled(first.course_id)) == user_ids(fake, event["participants"][:5])
 
 
+async def test_an_add_that_only_changes_a_role_keeps_the_roster_as_it_was(client: Client, fake: FakeMoodle,
+                                                                          settings: Settings) -> None:
+    event = make_event(fake, participants=3)
+    first = await (await starter.deploy_event(client, event, settings=settings)).result()
+    assert first.course_id is not None
+    # A teacher enrolled by hand, then added by the backend as a student: only their role changes.
+    teacher = make_person(event, "teacher")
+    account = await add_moodle_user(fake, username=teacher["username"], email=teacher["email"],
+                                    firstname="By", lastname="Hand")
+    async with moodle_for(fake, settings) as moodle:
+        await moodle.enrol_users([{"roleid": 3, "userid": account.id, "courseid": first.course_id}])
+    added = await (await starter.add_participant(client, event, teacher, settings=settings)).result()
+    assert added.applied[0].changed and added.applied[0].found_enrolled
+    # A student the service enrolled, added again as an instructor: still the service's, with the new role.
+    promoted = {**event["participants"][2], "role": "instructor"}
+    again = await (await starter.add_participant(client, event, promoted, settings=settings)).result()
+    assert again.applied[0].changed and again.applied[0].found_enrolled
+    entries = await roster(client, event["id"])
+    assert "p-teacher" not in entries and entries["p-2"].role == "instructor"
+
+    # A deploy of the list that never had them leaves the hand-enrolled person in the course.
+    result = await (await starter.deploy_event(client, with_people(event, event["participants"][:2]),
+                                               settings=settings)).result()
+    assert [r.participant_id for r in result.removed] == ["p-2"]
+    assert account.id in fake.site.enrolled(first.course_id)
+
+
 async def test_archive_and_delete_update_the_roster(client: Client, fake: FakeMoodle) -> None:
     settings = make_settings(moodle_delete_course_on_event_delete=True)
     async with running_worker(client, settings, fake):

@@ -7,6 +7,7 @@ so the heartbeat would only load the server: at 3,000 students, 3,000 writes."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -15,7 +16,7 @@ import pytest
 import respx
 from temporalio.testing import ActivityEnvironment
 
-from openvle_moodle_sync.activities.moodle_sync import WRITING, MoodleSyncActivities
+from openvle_moodle_sync.activities.moodle_sync import FOUND_ENROLLED, WRITING, MoodleSyncActivities
 from openvle_moodle_sync.activities.types import EnrolInput, EnrolResult
 from openvle_moodle_sync.moodle import MoodleClient
 from tests.conftest import make_settings
@@ -71,3 +72,22 @@ async def test_an_enrolment_a_retry_checks_heartbeats_before_it_writes(overrides
     assert heartbeats == [WRITING]
     assert calls[-1] == "enrol_manual_enrol_users"
 
+
+
+@pytest.mark.parametrize("first_attempt", [[WRITING], [WRITING, FOUND_ENROLLED]],
+                         ids=["was-not-enrolled", "was-enrolled"])
+async def test_a_retry_after_its_own_lost_write_says_what_the_first_attempt_found(first_attempt: list[str]) -> None:
+    """The retry finds the enrolment its first attempt wrote; whether the user was in the course before that
+    write (perhaps by hand: ChangeParticipant then leaves the roster alone) comes from the heartbeat."""
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=2, heartbeat_details=first_attempt)
+    def answer(request: httpx.Request) -> httpx.Response:
+        suspended_only = "onlysuspended" in request.content.decode()  # nobody is suspended
+        return httpx.Response(200, json=[] if suspended_only else [{"id": 7, "roles": [{"roleid": 5}]}])
+
+    with respx.mock:
+        respx.post(ENDPOINT).mock(side_effect=answer)
+        async with MoodleClient(URL, "tok") as moodle:
+            result = await env.run(MoodleSyncActivities(moodle, make_settings()).enrol_user,
+                                   spec(other_role_ids=[3], course_may_have_teacher=True))
+    assert result == EnrolResult(enrolled=True, found_enrolled=FOUND_ENROLLED in first_attempt)

@@ -92,6 +92,10 @@ def email_spellings(email: str, *, thorough: bool = False) -> list[str]:
 WRITING = "writing"
 """The heartbeat an enrol attempt records before it writes (see `MoodleSyncActivities.enrol_user`)."""
 
+FOUND_ENROLLED = "found enrolled"
+"""Recorded with WRITING when that attempt found the user enrolled already: a retry after its own write
+finds the enrolment the write made, and learns from this what there was before."""
+
 
 class MoodleSyncActivities(WithdrawActivities):
     """Activities bound to one Moodle client and the worker's settings.
@@ -299,16 +303,17 @@ class MoodleSyncActivities(WithdrawActivities):
         wrote_before = retry and WRITING in info.heartbeat_details
         if spec.other_role_ids or (retry and retry_checks):
             roles = await self._roles_of(spec.course_id, spec.user_id)
+        found_enrolled = FOUND_ENROLLED in info.heartbeat_details if wrote_before else roles is not None
         others = roles & set(spec.other_role_ids) if roles is not None else set()
         # Only where a withdrawal may have happened (other roles are managed here) can the user be suspended.
         suspended = (roles is not None and bool(spec.other_role_ids)
                      and spec.user_id in await self.moodle.get_suspended_user_ids(spec.course_id))
         if roles is not None and spec.role_id in roles and not others and not suspended:
-            return EnrolResult(enrolled=wrote_before)
+            return EnrolResult(enrolled=wrote_before, found_enrolled=found_enrolled)
         if retry_checks:
             # A heartbeat is a write to the workflow's state on the server: a student of a course this run
             # made (most of a large deployment) is enrolled without one, since a retry writes again anyway.
-            activity.heartbeat(WRITING)
+            activity.heartbeat(WRITING, *([FOUND_ENROLLED] if found_enrolled else []))
         # Still enrolled: with the role functions the enrolment (and the grades) stays.
         in_place = roles is not None and await self._can_swap()
 
@@ -320,7 +325,7 @@ class MoodleSyncActivities(WithdrawActivities):
             await self.moodle.assign_roles(assignments({spec.role_id}))
             if others:
                 await self.moodle.unassign_roles(assignments(others))
-            return EnrolResult(enrolled=True, kept_enrolment=True)
+            return EnrolResult(enrolled=True, kept_enrolment=True, found_enrolled=found_enrolled)
         if others and not in_place:
             # Without the role functions Moodle's REST API cannot take one role away: re-create the
             # enrolment with the new role (the user's grades in the course are lost).
@@ -338,7 +343,8 @@ class MoodleSyncActivities(WithdrawActivities):
             ) from None
         if others and in_place:  # a suspended participant changing role: the old role goes, in place
             await self.moodle.unassign_roles(assignments(others))
-        return EnrolResult(enrolled=True, kept_enrolment=roles is not None and (in_place or not others))
+        return EnrolResult(enrolled=True, kept_enrolment=roles is not None and (in_place or not others),
+                           found_enrolled=found_enrolled)
 
     async def _can_swap(self) -> bool:
         """Whether the token has core_role_assign_roles and core_role_unassign_roles (asked when needed:

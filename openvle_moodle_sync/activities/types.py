@@ -127,6 +127,9 @@ class EnrolResult:
     """False when the user already held exactly this role (nothing was written)."""
     kept_enrolment: bool = False
     """True when the existing enrolment was kept: a role given back or swapped in place, or re-activated."""
+    found_enrolled: bool = False
+    """True when the user was in the course before this activity wrote (another role, none, or suspended,
+    perhaps by hand). Known only where it looks first: with ``other_role_ids`` (every added participant)."""
 
 
 @dataclass(frozen=True)

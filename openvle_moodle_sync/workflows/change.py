@@ -22,12 +22,16 @@ with workflow.unsafe.imports_passed_through():
 
 from . import summaries
 from .common import checked, load_config, quick, role_ids, skip_reason, wait_for_deployment
-from .roster import ROSTER_PATCH, record_roster
+from .roster import ROSTER_PATCH, read_roster, record_roster
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
 
 UNENROL_ACTION_PATCH = "unenrol-action"
 """Removal by MOODLE_UNENROL_ACTION (withdraw_user, after checking the token can do it). Runs started
 before it unenrol as they always did."""
+
+FOUND_ENROLLED_PATCH = "roster-skips-found-enrolled"
+"""An add that found the person in the course already (another role, none, or suspended) puts them in the
+roster only if it holds them already, as a deploy does. Runs started before it put them in always."""
 
 
 @workflow.defn(name="ChangeParticipant")
@@ -104,6 +108,7 @@ class ChangeParticipant:
                 summary=summaries.enrol(p), **checked(config),
             )
             outcome.moodle_user_id, outcome.changed = user.user_id, enrolled.enrolled
+            outcome.found_enrolled = enrolled.found_enrolled
             outcome.note = ("created in Moodle and " if user.created else "") + (
                 f"already enrolled as {p.role}" if not enrolled.enrolled
                 else f"enrolment kept, {p.role} role given" if enrolled.kept_enrolment
@@ -160,6 +165,11 @@ class ChangeParticipant:
         """Tell the event's roster: an enrolment this run wrote is the service's; a removal forgets them."""
         p = change.participant
         if change.action == Action.ADD and outcome.changed and outcome.moodle_user_id is not None:
+            # Someone in the course before this add may be there by hand: the service only changed their
+            # role, and a deploy that no longer lists them must leave them (unless they were its already).
+            if (outcome.found_enrolled and workflow.patched(FOUND_ENROLLED_PATCH)
+                    and p.id not in await read_roster(change.event_id, config)):
+                return
             await record_roster(change.event_id, RosterUpdate(put={p.id: RosterEntry(outcome.moodle_user_id,
                                                                                       str(p.role))}), config)
         elif change.action == Action.REMOVE and outcome.moodle_user_id is not None:

@@ -131,6 +131,8 @@ class ChangeOutcome:
     moodle_user_id: int | None = None
     changed: bool = False
     note: str = ""
+    found_enrolled: bool = False
+    """An add found the participant in the course already (another role, none, or suspended)."""
 
 
 @dataclass
