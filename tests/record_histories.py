@@ -14,8 +14,8 @@ new files.
 
 The scenarios: an event's life (deploy, re-run, add, remove, archive, delete), a participant who fails, a
 deployment in child workflows, convergence (plan, deploy taking people away, the brake, the roster), removal
-and archive under MOODLE_UNENROL_ACTION remove_roles and suspend, an add of someone enrolled by hand, and a
-deploy with Moodle disabled."""
+and archive under MOODLE_UNENROL_ACTION remove_roles and suspend, an add of someone enrolled by hand, a
+delete that keeps the course, and a deploy with Moodle disabled."""
 
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ PATCHES: tuple[str, ...] = (
     "deploy-removal-by-action",
     "reads-alongside-course",
     "roster-skips-found-enrolled",
+    "delete-ends-roster",
 )
 """Every `workflow.patched` id, in the order they were introduced: add a new one at the end."""
 
@@ -191,6 +192,12 @@ async def main() -> None:
         await record_convergence(client, fake, settings)
         await record_add_of_someone_enrolled(client, fake, settings)
     await record_unenrol_actions(client)
+    keeping = make_settings()  # MOODLE_DELETE_COURSE_ON_EVENT_DELETE false: the course stays, the roster ends
+    async with running_worker(client, keeping, fake):
+        event = make_event(fake, 2, event_id="rec-6")
+        await (await starter.deploy_event(client, event, settings=keeping)).result()
+        await (await starter.delete_event(client, event, settings=keeping)).result()
+        await save(client, ids.delete_id("rec-6"), "delete_kept")
     disabled = make_settings(moodle_enabled=False, moodle_url="", moodle_token="")
     async with running_worker(client, disabled, fake):
         await (await starter.deploy_event(client, make_event(fake, 2, event_id="rec-4"), settings=disabled)).result()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
@@ -227,6 +228,24 @@ async def test_archive_and_delete_update_the_roster(client: Client, fake: FakeMo
         assert await roster(client, event["id"]) == {}
         description = await client.get_workflow_handle(ids.roster_id(event["id"])).describe()
         assert description.status is not None and description.status.name == "COMPLETED"
+
+
+async def test_the_roster_ends_with_the_event_also_when_the_course_is_kept(client: Client, fake: FakeMoodle,
+                                                                           settings: Settings) -> None:
+    assert not settings.moodle_delete_course_on_event_delete  # the default: the course stays
+    event = make_event(fake, participants=3)
+    first = await (await starter.deploy_event(client, event, settings=settings)).result()
+    deleted = await (await starter.delete_event(client, event, settings=settings)).result()
+    assert deleted.kept and set(fake.site.enrolled(first.course_id or 0)) == user_ids(fake, event["participants"])
+    description = await client.get_workflow_handle(ids.roster_id(event["id"])).describe()
+    assert description.status is not None and description.status.name == "COMPLETED"
+
+    # An event never deployed has no roster, and its delete starts none to end it.
+    never = make_event(fake, participants=2)
+    await (await starter.delete_event(client, never, settings=settings)).result()
+    with pytest.raises(RPCError) as missing:
+        await client.get_workflow_handle(ids.roster_id(never["id"])).describe()
+    assert missing.value.status == RPCStatusCode.NOT_FOUND
 
 
 @pytest.mark.parametrize("value", ["120", "-1", "many"])

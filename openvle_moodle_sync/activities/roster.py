@@ -85,9 +85,17 @@ class RosterActivities:
 
     @activity.defn
     async def record_roster(self, spec: RecordInput) -> None:
-        """Send the update to the event's roster, starting the roster if it does not run yet."""
+        """Send the update to the event's roster, starting the roster if it does not run yet (an update that
+        ends the roster goes only to a running one: none is started to be ended)."""
         from openvle_moodle_sync.workflows.ids import EVENT_ID_ATTRIBUTE  # here: workflows import this module
 
+        if spec.update.close:
+            try:
+                await self.client.get_workflow_handle(spec.roster_workflow_id).signal(RECORD_SIGNAL, spec.update)
+            except RPCError as error:
+                if error.status != RPCStatusCode.NOT_FOUND:  # none runs: never made, or ended already
+                    raise roster_failure(error, f"end the roster of event {spec.event_id}") from None
+            return
         try:
             await self.client.start_workflow(
                 ROSTER_WORKFLOW, RosterState(), id=spec.roster_workflow_id, task_queue=activity.info().task_queue,

@@ -12,6 +12,10 @@ from .common import load_config, quick, skip_reason, slow, wait_for_deployment
 from .roster import ROSTER_PATCH, record_roster
 from .types import DeleteResult, EventRef
 
+DELETE_ENDS_ROSTER_PATCH = "delete-ends-roster"
+"""The roster ends with the event also when its course stays (or is gone already). Runs started before it
+left the roster running then."""
+
 
 @workflow.defn(name="DeleteEvent")
 class DeleteEvent:
@@ -43,5 +47,9 @@ class DeleteEvent:
             result.note = f"Moodle course {course.id} deleted"
             if workflow.patched(ROSTER_PATCH):  # nobody is enrolled any more: the roster ends
                 await record_roster(event.event_id, RosterUpdate(close=True), config)
+        if not result.deleted and workflow.patched(DELETE_ENDS_ROSTER_PATCH):
+            # The event is gone, so no deploy will read its roster again. A kept course keeps its people;
+            # only the service's memory of whom it enrolled ends, and no workflow runs on for the event.
+            await record_roster(event.event_id, RosterUpdate(close=True), config)
         workflow.set_current_details(f"Event {event.event_id}: {result.note}")
         return result
