@@ -34,6 +34,7 @@ from fake_moodle import FakeMoodle
 from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.starter import cli
+from openvle_moodle_sync.starter.cli import NOTHING_STARTED
 from openvle_moodle_sync.temporal_client import ensure_search_attributes
 from openvle_moodle_sync.workflows import ids
 from tests.conftest import TOKEN, make_event
@@ -340,7 +341,10 @@ def assert_in_words(code: int, out: str, *expected: str) -> None:
 
 async def test_settings_errors_exit_1_naming_the_variable() -> None:
     code, out = await run_cli("progress", "--event-id", "42", env=cli_env(TEMPORAL_TLS="maybe"))
-    assert_in_words(code, out, "TEMPORAL_TLS", '"True" or "False"', "Nothing was started")
+    assert_in_words(code, out, "TEMPORAL_TLS", '"True" or "False"')
+    assert NOTHING_STARTED not in out  # progress only reads: there was nothing to start
+    code, out = await run_cli("rerun", "--event-id", "42", env=cli_env(TEMPORAL_TLS="maybe"))
+    assert_in_words(code, out, "TEMPORAL_TLS", NOTHING_STARTED)
     code, out = await run_cli("courses", env=cli_env(MOODLE_USER_MATCH_FIELD="phone"))
     assert_in_words(code, out, "MOODLE_USER_MATCH_FIELD", "email")
 
@@ -409,8 +413,9 @@ async def test_connection_errors_are_said_with_the_fix(temporal_env: WorkflowEnv
     runs = [(env, argv, expected) for env, expected in cases
             for argv in (["progress", "--event-id", "ev-words"], ["deploy", "--event", event_files["event"]])]
     results = await asyncio.gather(*(run_cli(*argv, env=env) for env, argv, _ in runs))
-    for (_, _argv, expected), (code, out) in zip(runs, results, strict=True):
-        assert_in_words(code, out, *expected, "Nothing was started")
+    for (_, argv, expected), (code, out) in zip(runs, results, strict=True):
+        assert_in_words(code, out, *expected)
+        assert (NOTHING_STARTED in out) == (argv[0] == "deploy"), out  # said only where a run would start
 
 
 async def test_tls_off_against_a_tls_server_is_said(tmp_path: Path) -> None:

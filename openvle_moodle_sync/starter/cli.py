@@ -73,6 +73,8 @@ from .progress import DeploymentProgress, next_step
 from .temporal_errors import SCHEME_WARNING, START_WORKER, explain, scheme_fix
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+NOTHING_STARTED = "Nothing was started."
+"""Said after an error that stopped a command before it started any run."""
 
 
 def event_id_arg(value: str) -> str:
@@ -166,13 +168,18 @@ class Context:
     """What a command needs; tests inject `settings` and `client`, the CLI loads them on first use.
 
     ``uses_moodle`` is False for the commands that only talk to Temporal: for them this shell's MOODLE_*
-    settings are not checked (the worker has its own), so a typo there never blocks `deploy` or `progress`."""
+    settings are not checked (the worker has its own), so a typo there never blocks `deploy` or `progress`.
+    ``starts`` is False for the commands that only read: their errors do not add "Nothing was started."."""
 
     def __init__(self, out: Console, err: Console, settings: Settings | None = None,
-                 client: Client | None = None, *, uses_moodle: bool = True) -> None:
+                 client: Client | None = None, *, uses_moodle: bool = True, starts: bool = True) -> None:
         self.out, self.err = out, err
         self._settings, self._client = settings, client
-        self.uses_moodle = uses_moodle
+        self.uses_moodle, self.starts = uses_moodle, starts
+
+    def failed(self, message: str, code: int = EXIT_FAILED) -> CliError:
+        """The command could not begin: ``message``, and for a command that starts a run, that none was."""
+        return CliError(f"{message}\n{NOTHING_STARTED}" if self.starts else message, code)
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -184,12 +191,12 @@ class Context:
             return load_settings()
         except ConfigError as error:
             if self.uses_moodle:
-                raise CliError(f"{error}\nNothing was started.", EXIT_FAILED) from None
+                raise self.failed(str(error)) from None
             full_error = error
         try:
             settings = load_settings(**MOODLE_DEFAULTS)
         except ConfigError as error:
-            raise CliError(f"{error}\nNothing was started.", EXIT_FAILED) from None
+            raise self.failed(str(error)) from None
         self.err.print(Text(f"Note: this shell's MOODLE_* settings have problems; this command does not use them.\n"
                             f"{str(full_error).split(chr(10), 1)[-1]}\n{WORKER_SETTINGS_NOTE}.", style="yellow"))
         return settings
@@ -200,18 +207,17 @@ class Context:
             connection = resolve(settings)
             address, namespace = connection.address, connection.namespace
             if "://" in address:
-                raise CliError(scheme_fix(address) + "\nNothing was started.")
+                raise self.failed(scheme_fix(address))
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
                     client = await connect(settings)
                 except ConnectionError as error:  # connect() words it, with the connection's settings
-                    raise CliError(f"{error}\nNothing was started.") from None
+                    raise self.failed(str(error)) from None
                 except (RPCError, RuntimeError, OSError) as error:
-                    raise CliError(explain(error, address=address, namespace=namespace)
-                                   + "\nNothing was started.") from None
+                    raise self.failed(explain(error, address=address, namespace=namespace)) from None
             if any(SCHEME_WARNING in str(w.message) for w in caught):
-                raise CliError(scheme_fix(address) + "\nNothing was started.")
+                raise self.failed(scheme_fix(address))
             self._client = client
         return self._client
 
@@ -236,15 +242,15 @@ def read_json(path: str, what: str) -> Any:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise CliError(f"Cannot read the {what} file {path}: {reason}. Nothing was started.", EXIT_USAGE) from None
+        raise CliError(f"Cannot read the {what} file {path}: {reason}. {NOTHING_STARTED}", EXIT_USAGE) from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         raise CliError(f"The {what} file {path} is not valid JSON: {error.msg} at line {error.lineno}, "
-                       f"column {error.colno}. Nothing was started.", EXIT_USAGE) from None
+                       f"column {error.colno}. {NOTHING_STARTED}", EXIT_USAGE) from None
     if not isinstance(value, dict):
         raise CliError(f"The {what} file {path} must hold one JSON object ({{...}}), not a "
-                       f"{type(value).__name__}. Nothing was started.", EXIT_USAGE)
+                       f"{type(value).__name__}. {NOTHING_STARTED}", EXIT_USAGE)
     return value
 
 
@@ -252,7 +258,7 @@ def _valid(parse: Callable[[Any], Any], data: Any) -> Any:
     try:
         return parse(data)
     except InputError as error:
-        raise CliError(f"{error}\nNothing was started.", EXIT_USAGE) from None
+        raise CliError(f"{error}\n{NOTHING_STARTED}", EXIT_USAGE) from None
 
 
 # --- Following a run ---------------------------------------------------------------------------------
@@ -573,10 +579,10 @@ async def run_checks(ctx: Context) -> list[Check]:
     try:
         settings = ctx.settings()
     except CliError as error:
-        checks.append(Check("Settings", "FAIL", str(error).removesuffix("\nNothing was started."),
+        checks.append(Check("Settings", "FAIL", str(error),
                             "fix the variables named above in the environment or .env"))
         # The Temporal connection does not depend on the MOODLE_* settings: check it all the same.
-        temporal_only = Context(ctx.out, ctx.err, uses_moodle=False)
+        temporal_only = Context(ctx.out, ctx.err, uses_moodle=False, starts=False)
         temporal_only.err = Console(quiet=True)  # its note would repeat the FAIL above
         try:
             temporal_settings = temporal_only.settings()
@@ -606,7 +612,7 @@ async def _temporal_checks(ctx: Context, settings: Settings) -> list[Check]:
         described = await client.workflow_service.describe_namespace(
             DescribeNamespaceRequest(namespace=client.namespace), timeout=DOCTOR_RPC_TIMEOUT)
     except CliError as error:
-        return [Check("Temporal", "FAIL", str(error).removesuffix("\nNothing was started."),
+        return [Check("Temporal", "FAIL", str(error),
                       "start the server, or set how to reach it: TEMPORAL_ADDRESS, TEMPORAL_TLS*, TEMPORAL_API_KEY, "
                       "or a profile (TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE)")]
     except RPCError as error:
@@ -691,6 +697,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Context], Awaitable[int]]] = {
 }
 
 
+#: The commands that only read: Temporal's record of a run, Moodle's courses, the checks of `doctor`.
+READ_ONLY = frozenset({"progress", "courses", "doctor"})
+
 #: The commands that read this shell's MOODLE_* settings; the others only talk to Temporal.
 USES_MOODLE = frozenset({"courses", "doctor"})
 
@@ -706,7 +715,7 @@ async def run(argv: list[str] | None = None, *, settings: Settings | None = None
     args = build_parser().parse_args(argv)
     default_out, default_err = _consoles()
     ctx = Context(out or default_out, err or default_err, settings, client,
-                  uses_moodle=args.command in USES_MOODLE)
+                  uses_moodle=args.command in USES_MOODLE, starts=args.command not in READ_ONLY)
     try:
         try:
             return await COMMANDS[args.command](args, ctx)
