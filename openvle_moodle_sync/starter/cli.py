@@ -56,7 +56,7 @@ from temporalio.service import RPCError
 from openvle_moodle_sync.models import InputError, check_event_id, parse_event, parse_participant
 from openvle_moodle_sync.moodle import MoodleError, check_connection, client_from_settings
 from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
-from openvle_moodle_sync.temporal_client import connect
+from openvle_moodle_sync.temporal_client import connect, connection_failure
 from openvle_moodle_sync.temporal_config import resolve
 from openvle_moodle_sync.workflows.ids import EVENT_ID_ATTRIBUTE
 from openvle_moodle_sync.workflows.types import (
@@ -205,19 +205,18 @@ class Context:
         if self._client is None:
             settings = self.settings()
             connection = resolve(settings)
-            address, namespace = connection.address, connection.namespace
-            if "://" in address:
-                raise self.failed(scheme_fix(address))
+            if "://" in connection.address:
+                raise self.failed(scheme_fix(connection.address))
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
                     client = await connect(settings)
                 except ConnectionError as error:  # connect() words it, with the connection's settings
                     raise self.failed(str(error)) from None
-                except (RPCError, RuntimeError, OSError) as error:
-                    raise self.failed(explain(error, address=address, namespace=namespace)) from None
+                except OSError as error:  # the system refused something first (a file, a socket)
+                    raise self.failed(connection_failure(connection, error)) from None
             if any(SCHEME_WARNING in str(w.message) for w in caught):
-                raise self.failed(scheme_fix(address))
+                raise self.failed(scheme_fix(connection.address))
             self._client = client
         return self._client
 

@@ -1,13 +1,11 @@
 """Temporal's errors in words: what went wrong talking to the server, and the fix.
 
-The SDK reports a refused connection as a `RuntimeError` carrying a Rust transport error, a missing
-namespace as an `RPCError` with status NOT_FOUND (the same status as "no such workflow"), and a server
-that went away mid-call as UNAVAILABLE. Operators need none of that: they need the setting to change.
+The SDK reports a missing namespace as an `RPCError` with status NOT_FOUND (the same status as "no such
+workflow"), and a server that went away mid-call as UNAVAILABLE. Operators need none of that: they need the
+setting to change. A connection refused at the start is worded in one place, `temporal_client.connect`.
 """
 
 from __future__ import annotations
-
-import re
 
 from temporalio.api.errordetails.v1 import NamespaceNotFoundFailure
 from temporalio.service import RPCError, RPCStatusCode
@@ -39,55 +37,25 @@ def scheme_fix(address: str) -> str:
             f"TEMPORAL_ADDRESS={bare} (set TEMPORAL_TLS=true for TLS instead of https://).")
 
 
-def explain(error: BaseException, *, address: str, namespace: str) -> str:
-    """One paragraph for an operator: what failed talking to Temporal, and what to change."""
+def explain(error: RPCError, *, address: str, namespace: str) -> str:
+    """One paragraph for an operator: what Temporal answered in the middle of a command, and what to change.
+    (A connection that fails at the start is worded by `temporal_client.connect`, with its settings.)"""
     where = f"Temporal at {address} (namespace {namespace!r})"
     if is_namespace_not_found(error):
         return (f"Temporal at {address} has no namespace {namespace!r}. Set TEMPORAL_NAMESPACE to the namespace "
                 "the worker uses (list them with: temporal operator namespace list); the dev server has "
                 "'default'.")
-    if isinstance(error, RPCError):
-        status = error.status
-        if status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
-            return (f"{where} stopped answering ({error.message or status.name}). Check that the server is "
-                    "running and reachable at TEMPORAL_ADDRESS, then run the command again. A workflow "
-                    "already started keeps running in Temporal; follow it with: python -m starter progress "
-                    "--event-id ID")
-        if status in (RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.PERMISSION_DENIED):
-            return (f"{where} refused the request: {error.message}. Check the credentials of the connection "
-                    "(API key or client certificate, TEMPORAL_* settings) and the namespace's permissions.")
-        if status == RPCStatusCode.INVALID_ARGUMENT and "search attribute" in error.message.lower():
-            return (f"{where} does not know this service's search attribute yet ({error.message}). Start the "
-                    f"worker once against this namespace ({START_WORKER} registers it), then run the command "
-                    "again.")
-        return f"{where} answered with an error: {error.message} ({status.name})."
-    text = str(error)
-    lowered = text.lower()
-    if "invalidcontenttype" in lowered or "invalid peer certificate" in lowered or "certificate" in lowered \
-            or "tls" in lowered or "handshake" in lowered:
-        return (f"Could not connect to {where}: the TLS handshake failed ({_short(text)}). If the server "
-                "speaks plain gRPC (the dev server does), set TEMPORAL_TLS=false; if it needs TLS, set "
-                "TEMPORAL_TLS=true and check its certificate.")
-    if "connection refused" in lowered or "dns error" in lowered or "tcp connect" in lowered \
-            or "failed to lookup" in lowered:
-        return (f"Could not connect to {where}: {_short(text)}. Check TEMPORAL_ADDRESS (host:port) and that "
-                "the server is running (for the dev server: temporal server start-dev).")
-    if "broken pipe" in lowered or "connection reset" in lowered or "h2 protocol" in lowered \
-            or "frame" in lowered:
-        return (f"Could not talk to {where}: the connection was dropped ({_short(text)}). If the server needs "
-                "TLS, set TEMPORAL_TLS=true; otherwise check TEMPORAL_ADDRESS and that the server is running.")
-    return (f"Could not talk to {where}: {_short(text)}. Check TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and "
-            "TEMPORAL_TLS, and that the server is running.")
-
-
-def _short(text: str) -> str:
-    """The readable part of a Rust transport error, without the Debug formatting around it."""
-    certificate = re.search(r"InvalidCertificate\((\w+)\)", text)
-    if certificate:
-        return f"the server's certificate was refused: {certificate.group(1)}"
-    for marker in ('message: "', 'error: "', "ConnectError(\""):
-        if marker in text:
-            return text.split(marker, 1)[1].split('"', 1)[0]
-    if "InvalidContentType" in text:
-        return "the server did not answer with TLS"
-    return text.removeprefix("Failed client connect: ").strip()
+    status = error.status
+    if status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+        return (f"{where} stopped answering ({error.message or status.name}). Check that the server is "
+                "running and reachable at TEMPORAL_ADDRESS, then run the command again. A workflow "
+                "already started keeps running in Temporal; follow it with: python -m starter progress "
+                "--event-id ID")
+    if status in (RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.PERMISSION_DENIED):
+        return (f"{where} refused the request: {error.message}. Check the credentials of the connection "
+                "(API key or client certificate, TEMPORAL_* settings) and the namespace's permissions.")
+    if status == RPCStatusCode.INVALID_ARGUMENT and "search attribute" in error.message.lower():
+        return (f"{where} does not know this service's search attribute yet ({error.message}). Start the "
+                f"worker once against this namespace ({START_WORKER} registers it), then run the command "
+                "again.")
+    return f"{where} answered with an error: {error.message} ({status.name})."
