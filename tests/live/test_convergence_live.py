@@ -1,6 +1,6 @@
 """Deploy converges on a real Moodle: dropped people go by the unenrol action, the mass-removal brake holds,
-people enrolled by hand stay, drift shows in the plan and a re-run repairs it, and a plan writes nothing
-(no write call, the same enrolments, no new line in the mail log)."""
+people enrolled by hand stay (also when an add changes their role), drift shows in the plan and a re-run
+repairs it, and a plan writes nothing (no write call, the same enrolments, no new line in the mail log)."""
 
 from __future__ import annotations
 
@@ -113,3 +113,12 @@ async def test_deploy_converges_with_brake_and_plan(client: Client, live: Live, 
         await (await starter.rerun_deployment(client, event_id, settings=settings)).result()
         roles = await enrolled(moodle, course)
         assert roles[ten[1]["username"]] == {5} and hand["username"] in roles
+
+        # the hand-enrolled user, added by the backend as an instructor: their role changes, but they stay
+        # out of the roster, so a deploy that does not list them leaves them in the course
+        as_teacher = {**hand, "role": "instructor"}
+        added = await (await starter.add_participant(client, three, as_teacher, settings=settings)).result()
+        assert added.applied[-1].changed and added.applied[-1].found_enrolled
+        assert (await enrolled(moodle, course))[hand["username"]] == {3}
+        again = await (await starter.deploy_event(client, three, settings=settings)).result()
+        assert again.removed == [] and (await enrolled(moodle, course))[hand["username"]] == {3}
