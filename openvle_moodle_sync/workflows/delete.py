@@ -45,11 +45,10 @@ class DeleteEvent:
             await workflow.execute_activity_method(MoodleSyncActivities.delete_course, course.id, **slow(config))
             result.deleted = True
             result.note = f"Moodle course {course.id} deleted"
-            if workflow.patched(ROSTER_PATCH):  # nobody is enrolled any more: the roster ends
-                await record_roster(event.event_id, RosterUpdate(close=True), config)
-        if not result.deleted and workflow.patched(DELETE_ENDS_ROSTER_PATCH):
-            # The event is gone, so no deploy will read its roster again. A kept course keeps its people;
-            # only the service's memory of whom it enrolled ends, and no workflow runs on for the event.
+        # The event is gone, so no deploy will read its roster again: it ends, and no workflow runs on for the
+        # event. A kept course keeps its people; only the service's memory of whom it enrolled ends. (Runs
+        # from before each patch: a deleted course's roster ended from ROSTER_PATCH on, a kept one's ran on.)
+        if workflow.patched(ROSTER_PATCH if result.deleted else DELETE_ENDS_ROSTER_PATCH):
             await record_roster(event.event_id, RosterUpdate(close=True), config)
         workflow.set_current_details(f"Event {event.event_id}: {result.note}")
         return result
