@@ -2,7 +2,8 @@
 
 Starts the embedded dev server (the project's `devserver.DEV_SERVER_ARGS`, plus any ``--server-arg``) with
 its metrics endpoint, runs a worker in this process against the Moodle simulator, deploys one event of
-``--participants``, and prints the server's persistence calls by operation: how many per participant, and
+``--participants`` (the population of deploy_bench.py: one instructor in ten, nobody with an account yet),
+and prints the server's persistence calls by operation: how many per participant, and
 their share of the time spent in persistence. The dev server keeps its state in SQLite through a single
 connection, so this share is where a large deployment's server time goes.
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import socket
 import sys
 import tempfile
 import time
@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
+from deploy_bench import SIM_TOKEN, _key_value, _positive, free_port, make_population  # bench/: this script's folder
 from temporalio.testing import WorkflowEnvironment
 
 from fake_moodle import FakeMoodle
@@ -37,14 +38,7 @@ from openvle_moodle_sync.settings import load_settings
 from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
 from openvle_moodle_sync.worker import build_worker
 
-TOKEN = "bench-token-0123456789abcdef"
 METRIC = re.compile(r'^persistence_(requests|latency_sum)\{(.*)\} (\S+)$')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> dict[str, tuple[float, float]]:
@@ -62,14 +56,6 @@ def scrape(port: int) -> dict[str, tuple[float, float]]:
     return {key: (calls, seconds) for key, (calls, seconds) in totals.items()}
 
 
-def event(template_course_id: int, participants: int) -> dict[str, object]:
-    event_id = f"bench-{uuid.uuid4().hex[:8]}"
-    return {"id": event_id, "name": f"Bench {event_id}", "slug": event_id, "moodle_course_id": template_course_id,
-            "participants": [{"id": f"p-{i}", "username": f"{event_id}-u{i}", "email": f"{event_id}-u{i}@example.com",
-                              "first_name": "First", "last_name": f"Last{i}",
-                              "role": "instructor" if i < 2 else "student"} for i in range(participants)]}
-
-
 async def main(args: argparse.Namespace) -> None:
     metrics_port = free_port()
     state = tempfile.TemporaryDirectory(prefix="server-persistence-")  # file storage, as bench/deploy_bench.py
@@ -78,22 +64,27 @@ async def main(args: argparse.Namespace) -> None:
     for value in args.server_arg:
         server_args += ["--dynamic-config-value", value]
     settings = load_settings(_env_file=None, moodle_enabled=True, moodle_url="http://moodle.bench",
-                             moodle_token=TOKEN, moodle_user_auth="manual",
+                             moodle_token=SIM_TOKEN, moodle_user_auth="manual",
                              moodle_max_concurrency=args.concurrency,
                              temporal_task_queue=f"bench-{uuid.uuid4().hex[:8]}")
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli(),
-                                                dev_server_extra_args=server_args, dev_server_log_level="error",
-                                                data_converter=data_converter(settings))
+    try:
+        env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli(),
+                                                    dev_server_extra_args=server_args, dev_server_log_level="error",
+                                                    data_converter=data_converter(settings))
+    except RuntimeError:
+        state.cleanup()
+        raise SystemExit("The Temporal dev server did not start: its own error is above (a --server-arg it "
+                         "refuses stops it: check the key and that the value is JSON, e.g. true or 1).") from None
     try:
         await ensure_search_attributes(env.client)
-        fake = FakeMoodle(token=TOKEN, latency_ms=args.latency_ms)
-        moodle = MoodleClient(settings.moodle_url, TOKEN, transport=httpx.ASGITransport(app=fake),
+        fake = FakeMoodle(token=SIM_TOKEN, latency_ms=args.latency_ms)
+        moodle = MoodleClient(settings.moodle_url, SIM_TOKEN, transport=httpx.ASGITransport(app=fake),
                               max_connections=settings.moodle_max_concurrency)
         async with moodle, build_worker(env.client, settings, moodle):
             before = scrape(metrics_port)
             started = time.monotonic()
-            handle = await starter.deploy_event(env.client, event(fake.site.template_course_id, args.participants),
-                                                settings=settings)
+            event = make_population(f"p{uuid.uuid4().hex[:8]}", args.participants, fake.site.template_course_id).event
+            handle = await starter.deploy_event(env.client, event, settings=settings)
             await handle.result()
             elapsed = time.monotonic() - started
             after = scrape(metrics_port)
@@ -113,10 +104,10 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--participants", type=int, default=3000)
+    parser.add_argument("--participants", type=_positive, default=3000)
     parser.add_argument("--latency-ms", type=float, default=50)
-    parser.add_argument("--concurrency", type=int, default=20, help="MOODLE_MAX_CONCURRENCY (the benchmark's)")
-    parser.add_argument("--server-arg", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--concurrency", type=_positive, default=20, help="MOODLE_MAX_CONCURRENCY (the benchmark's)")
+    parser.add_argument("--server-arg", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
                         help="one more dynamic config value for the dev server")
-    parser.add_argument("--top", type=int, default=8, help="operations shown")
+    parser.add_argument("--top", type=_positive, default=8, help="operations shown")
     asyncio.run(main(parser.parse_args()))
