@@ -68,7 +68,7 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 from temporalio.api.enums.v1 import EventType as E  # noqa: E402
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest  # noqa: E402
-from temporalio.client import Client  # noqa: E402
+from temporalio.client import Client, WorkflowHistory  # noqa: E402
 
 from fake_moodle.service import WRITE_FUNCTIONS  # noqa: E402
 from openvle_moodle_sync import starter  # noqa: E402
@@ -481,7 +481,13 @@ def _pct(values: list[float]) -> dict[str, float] | None:
     return {"p50": at(0.5), "p90": at(0.9), "max": round(values[-1], 1), "n": len(values)}
 
 
-async def timing(client: Client, runs: Sequence[tuple[str, str | None]]) -> dict[str, Any]:
+async def fetch_histories(client: Client, runs: Sequence[tuple[str, str | None]]) -> list[WorkflowHistory]:
+    """The histories of (workflow id, run id) runs, in order."""
+    return [await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+            for workflow_id, run_id in runs]
+
+
+def timing(histories: Sequence[WorkflowHistory]) -> dict[str, Any]:
     """Where the time of the runs went, from their histories: how long activities waited in the task queue
     (scheduled -> started) and ran (started -> closed, the Moodle calls plus the worker), how long workflow
     tasks waited and ran, and how many activities were running on average over the whole span."""
@@ -491,8 +497,7 @@ async def timing(client: Client, runs: Sequence[tuple[str, str | None]]) -> dict
     wft_run: list[float] = []
     edges: list[tuple[float, int]] = []
     span = [float("inf"), 0.0]
-    for workflow_id, run_id in runs:
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    for history in histories:
         scheduled: dict[int, tuple[str, float]] = {}
         started: dict[int, float] = {}
         wft_scheduled = wft_started = 0.0
@@ -539,13 +544,11 @@ async def timing(client: Client, runs: Sequence[tuple[str, str | None]]) -> dict
     }
 
 
-async def where_the_run_went(client: Client, workflow_id: str, run_id: str | None, called_at: float,
-                             returned_at: float) -> dict[str, float]:
+def where_the_run_went(history: WorkflowHistory, called_at: float, returned_at: float) -> dict[str, float]:
     """One run's wall clock (seconds, from the caller's start call to its result) cut into what follows
     what: the start call until the server recorded the run, workflow tasks waiting for a worker, workflow
     tasks running (worker and server), the time between a workflow task and the next one (activities in
     the queue and running, Moodle), and from the run's close to the caller holding the result."""
-    history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
     times = [ev.event_time.ToMicroseconds() / 1e6 for ev in history.events]
     parts = {"start_call": times[0] - called_at, "workflow_task_wait": 0.0, "workflow_task_run": 0.0,
              "between_tasks": 0.0, "result_call": returned_at - times[-1]}
@@ -711,7 +714,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     out["max_history_events"] = max(lengths.values(), default=0)
     deploy_runs = [tuple(key.split("@")) for key in lengths if str(result_runs[1]) not in key
                    and key.startswith(deploy_id(pop.event.id))]  # not the plan nor the roster
-    out["deploy_timing"] = await timing(client, deploy_runs)  # type: ignore[arg-type]
+    out["deploy_timing"] = timing(await fetch_histories(client, deploy_runs))  # type: ignore[arg-type]
     if args.beside:
         out.update(await beside(client, side, settings, args, template_id, run_id, say))
     out["worker_peak_rss_mb"] = round(worker.hwm_bytes() / MB, 1)
@@ -740,7 +743,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     out["engine_floor_shape"] = (f"1 workflow, {2 * n} activities" if batch <= 0 or n <= batch
                                  else f"{-(-n // batch)} child workflows of <= {2 * batch} activities")
     floor_lengths = await history_lengths(client, floor_queue)
-    out["engine_floor_timing"] = await timing(client, [tuple(k.split("@")) for k in floor_lengths])  # type: ignore[misc]
+    out["engine_floor_timing"] = timing(await fetch_histories(client, [tuple(k.split("@")) for k in floor_lengths]))  # type: ignore[misc]
     out["engine_floor_max_history_events"] = max(floor_lengths.values(), default=0)
     out["floor_worker_peak_rss_mb"] = round(floor_worker.hwm_bytes() / MB, 1)
     floor_worker.stop()
@@ -856,14 +859,19 @@ async def beside(client: Client, side: MoodleSide, settings: Settings, args: arg
     out["small_beside_vs_alone"] = round(small_beside_s / small_alone_s, 3)
     out["large_growth"] = round(large_beside_s / large_alone_s - 1, 3)
     # Where the small events' time went: waiting in the task queue, or running (worker, Moodle, engine).
-    out["small_alone_timing"] = await timing(client, [run[:2] for _, run in alone])
-    out["small_beside_timing"] = await timing(client, [run[:2] for _, run in beside_runs])
+    # Each small run's history is fetched once, for both the timing and the wall clock below.
+    alone_histories = await fetch_histories(client, [run[:2] for _, run in alone])
+    beside_histories = await fetch_histories(client, [run[:2] for _, run in beside_runs])
+    out["small_alone_timing"] = timing(alone_histories)
+    out["small_beside_timing"] = timing(beside_histories)
     timeouts = await workflow_task_timeouts(
         client, [deploy_id(pops[f"{kind}{r}x"].event.id) for kind in ("la", "lb") for r in range(rounds)])
     out["large_alone_workflow_task_timeouts"] = timeouts[:rounds]
     out["large_beside_workflow_task_timeouts"] = timeouts[rounds:]
-    out["small_alone_wall_s"] = [await where_the_run_went(client, *run) for _, run in alone]
-    out["small_beside_wall_s"] = [await where_the_run_went(client, *run) for _, run in beside_runs]
+    out["small_alone_wall_s"] = [where_the_run_went(history, *run[2:])
+                                 for history, (_, run) in zip(alone_histories, alone, strict=True)]
+    out["small_beside_wall_s"] = [where_the_run_went(history, *run[2:])
+                                  for history, (_, run) in zip(beside_histories, beside_runs, strict=True)]
     return out
 
 
