@@ -14,7 +14,8 @@ new files.
 
 The scenarios: an event's life (deploy, re-run, add, remove, archive, delete), a participant who fails, a
 deployment in child workflows, convergence (plan, deploy taking people away, the brake, the roster), removal
-and archive under MOODLE_UNENROL_ACTION remove_roles and suspend, an add of someone enrolled by hand, a
+and archive under MOODLE_UNENROL_ACTION remove_roles and suspend (with an add back, a deploy taking that
+person away again, and the roster that marks them withdrawn), an add of someone enrolled by hand, a
 delete that keeps the course, and a deploy with Moodle disabled."""
 
 from __future__ import annotations
@@ -173,8 +174,15 @@ async def record_unenrol_actions(client: Client) -> None:
             person = event["participants"][1]
             await (await starter.remove_participant(client, event, person, settings=settings)).result()
             await save(client, ids.participant_id(event["id"], person["id"]), f"change_remove_{action}")
+            # Added back, then no longer listed: the roster marks them withdrawn, then holds them again.
+            await (await starter.add_participant(client, event, person, settings=settings)).result()
+            await save(client, ids.participant_id(event["id"], person["id"]), f"change_add_back_{action}")
+            rest = {**event, "participants": [p for p in event["participants"] if p["id"] != person["id"]]}
+            await (await starter.deploy_event(client, rest, settings=settings)).result()
+            await save(client, ids.deploy_id(event["id"]), f"deploy_converge_{action}")
             await (await starter.archive_event(client, event, settings=settings)).result()
             await save(client, ids.archive_id(event["id"]), f"archive_{action}")
+            await save(client, ids.roster_id(event["id"]), f"event_roster_{action}")
 
 
 async def main() -> None:

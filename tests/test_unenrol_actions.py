@@ -14,8 +14,10 @@ from temporalio.exceptions import ApplicationError
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
+from openvle_moodle_sync.activities.roster import RosterEntry
 from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.workflows import EventRoster, ids
 from openvle_moodle_sync.workflows.common import root_cause
 from tests.conftest import EXTENDED_TOKEN, TOKEN, make_event, make_settings, running_worker
 
@@ -230,3 +232,58 @@ async def test_remove_roles_takes_only_the_roles_this_service_gives(client: Clie
         await (await starter.remove_participant(client, event, event["participants"][1], settings=settings)).result()
         assert fake.site.enrolments[course_id][user_id].roles == {4}
         assert fake.site.grades.get((course_id, user_id)) == 87.0
+
+
+async def roster(client: Client, event_id: str) -> dict[str, RosterEntry]:
+    return await client.get_workflow_handle(ids.roster_id(event_id)).query(EventRoster.entries)
+
+
+def without(event: dict[str, Any], participant_id: str) -> dict[str, Any]:
+    return {**event, "participants": [p for p in event["participants"] if p["id"] != participant_id]}
+
+
+def withdrawn_in_moodle(fake: FakeMoodle, course_id: int, user_id: int, action: str) -> bool:
+    enrolment = fake.site.enrolments[course_id][user_id]
+    return enrolment.suspended if action == "suspend" else enrolment.roles == set()
+
+
+@pytest.mark.parametrize("action", ["suspend", "remove_roles"])
+async def test_someone_added_back_after_a_removal_is_the_services_again(client: Client, fake: FakeMoodle,
+                                                                        action: str) -> None:
+    """Suspended (or without roles) by a remove, then added back: the enrolment is the service's own again,
+    so a deploy that no longer lists them takes them away again, and the plan says so."""
+    settings = settings_for(action)
+    async with running_worker(client, settings, fake):
+        event, course_id, user_id = await deployed(client, fake, settings)
+        await (await starter.remove_participant(client, event, event["participants"][1], settings=settings)).result()
+        assert (await roster(client, event["id"]))["p-1"] == RosterEntry(user_id, "student", withdrawn=True)
+        # Withdrawn already: a deploy without them takes nobody away, and counts only the others for the brake.
+        again = await (await starter.deploy_event(client, without(event, "p-1"), settings=settings)).result()
+        assert again.removed == [] and withdrawn_in_moodle(fake, course_id, user_id, action)
+
+        await (await starter.add_participant(client, event, event["participants"][1], settings=settings)).result()
+        assert (await roster(client, event["id"]))["p-1"] == RosterEntry(user_id, "student")
+        plan = await starter.plan_event(client, without(event, "p-1"), settings=settings)
+        assert [r.participant_id for r in plan.remove] == ["p-1"]
+        result = await (await starter.deploy_event(client, without(event, "p-1"), settings=settings)).result()
+        assert [(r.participant_id, r.action) for r in result.removed] == [("p-1", action)]
+        assert withdrawn_in_moodle(fake, course_id, user_id, action)
+        assert fake.site.grades[(course_id, user_id)] == 87.0
+
+
+@pytest.mark.parametrize("action", ["suspend", "remove_roles"])
+async def test_students_restored_after_an_archive_are_the_services_again(client: Client, fake: FakeMoodle,
+                                                                         action: str) -> None:
+    """Archive withdraws the students; a deploy that lists them again restores them, and they are the
+    service's own again: a later deploy without one of them takes that one away."""
+    settings = settings_for(action)
+    async with running_worker(client, settings, fake):
+        event, course_id, user_id = await deployed(client, fake, settings)
+        await (await starter.archive_event(client, event, settings=settings)).result()
+        assert {pid for pid, e in (await roster(client, event["id"])).items() if e.withdrawn} == {"p-1", "p-2", "p-3"}
+        await (await starter.deploy_event(client, event, settings=settings)).result()
+        assert not withdrawn_in_moodle(fake, course_id, user_id, action)
+        assert not any(e.withdrawn for e in (await roster(client, event["id"])).values())
+        result = await (await starter.deploy_event(client, without(event, "p-1"), settings=settings)).result()
+        assert [r.participant_id for r in result.removed] == ["p-1"]
+        assert withdrawn_in_moodle(fake, course_id, user_id, action)

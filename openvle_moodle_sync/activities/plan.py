@@ -29,6 +29,7 @@ from .plan_types import (
     PlannedEnrol,
     PlannedRoleChange,
 )
+from .roster import active
 from .types import Removal
 
 
@@ -55,10 +56,11 @@ class PlanActivities(MoodleSyncActivities):
         managed = set(role_ids.values())
         # Enrolled, needing a role given, swapped or re-activated: enrol_user keeps their enrolment.
         restores: list[tuple[Participant, int]] = []
+        enrolled_by_service = active(spec.roster)  # not those it withdrew since (suspended, roles removed)
         for p in event.participants:
             user_id = matches[p.id].moodle_user_id if p.id in matches else None
             roles = enrolled.get(user_id) if user_id is not None else None
-            earlier = spec.roster.get(p.id)
+            earlier = enrolled_by_service.get(p.id)
             if user_id is None or roles is None:
                 plan.enrol.append(PlannedEnrol(p.id, p.role, user_id))
                 if user_id is not None and earlier is not None:
@@ -75,8 +77,8 @@ class PlanActivities(MoodleSyncActivities):
                 restores.append((p, user_id))
         listed = {p.id for p in event.participants}
         plan.remove = [Removal(pid, entry.user_id, entry.role, spec.removal_action)
-                       for pid, entry in sorted(spec.roster.items()) if pid not in listed]
-        plan.blocked_by_brake = brake_holds(len(plan.remove), len(spec.roster), config.max_removal_percent)
+                       for pid, entry in sorted(enrolled_by_service.items()) if pid not in listed]
+        plan.blocked_by_brake = brake_holds(len(plan.remove), len(enrolled_by_service), config.max_removal_percent)
         # Only enrol_manual_enrol_users mails: a role given or swapped in place (the token has the role
         # functions, the enrolment is active) sends nothing.
         in_place = bool([u for _, u in restores if u not in suspended]) and await self._can_swap()

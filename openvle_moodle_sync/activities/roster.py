@@ -33,6 +33,18 @@ class RosterEntry:
 
     user_id: int
     role: str
+    withdrawn: bool = False
+    """Taken away by an action that leaves the enrolment in Moodle (suspend, remove_roles): no deploy takes
+    them away again, and an add or a deploy that restores their enrolment makes it the service's again."""
+
+
+ENROLMENT_KEPT_ACTIONS = frozenset({"suspend", "remove_roles"})
+"""MOODLE_UNENROL_ACTIONs that leave the enrolment in Moodle: the roster remembers whom they withdrew."""
+
+
+def active(entries: dict[str, RosterEntry]) -> dict[str, RosterEntry]:
+    """The people this service enrolled who have not been taken away since (the brake's 100%)."""
+    return {pid: entry for pid, entry in entries.items() if not entry.withdrawn}
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,10 @@ class RosterUpdate:
     """Every entry with this role goes (archive unenrols the students)."""
     close: bool = False
     """The course is gone (event deleted): forget everyone and end the roster."""
+    withdrawn: bool = False
+    """The people ``drop`` and ``drop_role`` name stay enrolled in Moodle (suspended, or without a role): keep
+    them, marked withdrawn, so that restoring them later makes them the service's again. (A worker of an
+    earlier version ignores this and drops them, as it always did.)"""
 
 
 @dataclass(frozen=True)

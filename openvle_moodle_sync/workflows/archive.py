@@ -6,7 +6,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import UNENROL_BATCH, MoodleSyncActivities
-    from openvle_moodle_sync.activities.roster import RosterUpdate
+    from openvle_moodle_sync.activities.roster import ENROLMENT_KEPT_ACTIONS, RosterUpdate
     from openvle_moodle_sync.activities.types import (
         ArchivePlanInput,
         SyncConfig,
@@ -73,7 +73,9 @@ class ArchiveEvent:
             await self._unenrol_students(plan.student_user_ids, course.id, config)
         kept = by_action and config.unenrol_action == "keep"  # still enrolled: the roster keeps them
         if workflow.patched(ROSTER_PATCH) and not kept:  # the students are gone: the roster forgets them
-            await record_roster(event.event_id, RosterUpdate(drop_role=Role.STUDENT), config)
+            await record_roster(event.event_id, RosterUpdate(
+                drop_role=Role.STUDENT, withdrawn=by_action and config.unenrol_action in ENROLMENT_KEPT_ACTIONS),
+                config)
         self._set_stage("hiding the course")
         await workflow.execute_activity_method(MoodleSyncActivities.hide_course, course.id, **quick(config))
         result.hidden = True

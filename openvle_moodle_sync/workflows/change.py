@@ -7,7 +7,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
-    from openvle_moodle_sync.activities.roster import RosterEntry, RosterUpdate
+    from openvle_moodle_sync.activities.roster import ENROLMENT_KEPT_ACTIONS, RosterEntry, RosterUpdate
     from openvle_moodle_sync.activities.types import (
         EnrolInput,
         EnsureUserInput,
@@ -174,8 +174,10 @@ class ChangeParticipant:
                                                                                       str(p.role))}), config)
         elif change.action == Action.REMOVE and outcome.moodle_user_id is not None:
             # Only when their account was found and taken away: one not found (its email or username changed
-            # since) is still enrolled, and the roster keeps it for a deploy to take away.
-            await record_roster(change.event_id, RosterUpdate(drop=[p.id]), config)
+            # since) is still enrolled, and the roster keeps it for a deploy to take away. Suspended or without
+            # roles, they stay in it marked withdrawn: adding them back makes them the service's again.
+            kept = workflow.patched(UNENROL_ACTION_PATCH) and config.unenrol_action in ENROLMENT_KEPT_ACTIONS
+            await record_roster(change.event_id, RosterUpdate(drop=[p.id], withdrawn=kept), config)
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> Progress:

@@ -13,7 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.brake import brake_holds, brake_message
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
-    from openvle_moodle_sync.activities.roster import RosterEntry, RosterUpdate
+    from openvle_moodle_sync.activities.roster import ENROLMENT_KEPT_ACTIONS, RosterEntry, RosterUpdate, active
     from openvle_moodle_sync.activities.types import (
         CourseRef,
         FindUsersInput,
@@ -259,8 +259,9 @@ class DeployEvent:
         if roster is None:
             roster = await read_roster(event.id, config)
         listed = {p.id for p in event.participants}
-        leaving = {pid: entry for pid, entry in sorted(roster.items()) if pid not in listed}
-        held = not request.allow_mass_removal and brake_holds(len(leaving), len(roster), config.max_removal_percent)
+        enrolled = active(roster)  # those withdrawn earlier (suspended, roles removed) are taken away already
+        leaving = {pid: entry for pid, entry in sorted(enrolled.items()) if pid not in listed}
+        held = not request.allow_mass_removal and brake_holds(len(leaving), len(enrolled), config.max_removal_percent)
         removed: list[Removal] = []
         if leaving and not held:
             self._set_stage(f"taking away {len(leaving)} people no longer listed")
@@ -273,7 +274,7 @@ class DeployEvent:
             removed = [Removal(pid, entry.user_id, entry.role, removal_action(config))
                        for pid, entry in leaving.items()]
         await self._remember(event.id, course, roster, removed, config)
-        return Convergence(removed=removed, blocked=len(leaving) if held else 0, enrolled_by_service=len(roster))
+        return Convergence(removed=removed, blocked=len(leaving) if held else 0, enrolled_by_service=len(enrolled))
 
     async def _remember(self, event_id: str, course: CourseRef, roster: dict[str, RosterEntry],
                         removed: list[Removal], config: SyncConfig) -> None:
@@ -281,13 +282,16 @@ class DeployEvent:
 
         Only people this service enrolled: on a course it made, everyone; elsewhere those who were not
         enrolled at all when this run read the course, or who were in the roster already (a re-run writes
-        nothing). Someone enrolled by hand stays out, also when this run swapped their role in place."""
+        nothing). Someone enrolled by hand stays out, also when this run swapped their role in place. Someone
+        the service withdrew earlier (suspended, roles removed) and this run restored is its own again."""
         enrolled = {o.id: RosterEntry(o.moodle_user_id, o.role) for o in self._status.values()
                     if o.state == SubtaskState.DONE and o.moodle_user_id is not None
                     and (course.created or o.id in self._unenrolled_before or o.id in roster)}
         put = {pid: entry for pid, entry in enrolled.items() if roster.get(pid) != entry}
         if put or removed:
-            await record_roster(event_id, RosterUpdate(put=put, drop=[r.participant_id for r in removed]), config)
+            await record_roster(event_id, RosterUpdate(
+                put=put, drop=[r.participant_id for r in removed],
+                withdrawn=any(r.action in ENROLMENT_KEPT_ACTIONS for r in removed)), config)
 
     def _result(self, event: Event, course: CourseRef, convergence: Convergence, config: SyncConfig
                 ) -> DeployResult:

@@ -3,6 +3,8 @@ workflows use to read and update it (through `activities.roster`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -30,7 +32,8 @@ UPDATES_PER_RUN = 500
 
 @workflow.defn(name=ROSTER_WORKFLOW)
 class EventRoster:
-    """participant id -> (Moodle user id, role) for everyone this service enrolled for the event.
+    """participant id -> (Moodle user id, role) for everyone this service enrolled for the event, and those of
+    them it took away since by suspending them or removing their roles (marked withdrawn).
 
     Runs for the event's whole life, so the namespace's retention never drops it, and continues as new
     every UPDATES_PER_RUN updates to keep its history short. Updates are set operations, so a retried
@@ -60,10 +63,13 @@ class EventRoster:
             self._entries.clear()
             self._closed = True
             return
+        leaving = {pid for pid in update.drop if pid in self._entries}
         if update.drop_role is not None:
-            self._entries = {k: v for k, v in self._entries.items() if v.role != update.drop_role}
-        for participant_id in update.drop:
-            self._entries.pop(participant_id, None)
+            leaving |= {pid for pid, entry in self._entries.items() if entry.role == update.drop_role}
+        for participant_id in leaving:
+            entry = self._entries.pop(participant_id)
+            if update.withdrawn:
+                self._entries[participant_id] = replace(entry, withdrawn=True)
         self._entries.update(update.put)
 
     @workflow.query(name=ENTRIES_QUERY)

@@ -320,6 +320,12 @@ async def test_suspend_and_keep_keep_the_grade(client: Client, live: Live, moodl
         assert read_grade(course_id, uid) == 87.0
         if mails.available:  # Moodle mails on the suspend=1 call and on the re-activation (MDL-70582)
             assert welcomes(mails, student["email"]) - before == (2 if action == "suspend" else 0)
+        # Added back, they are the service's again: a deploy that no longer lists them takes them away again.
+        rest = {**event, "participants": [p for p in event["participants"] if p["id"] != student["id"]]}
+        result = await (await starter.deploy_event(client, rest, settings=settings)).result()
+        assert [(r.participant_id, r.action) for r in result.removed] == [("p-1", action)]
+        assert (await state(moodle, course_id))[uid] == (frozenset({STUDENT}), action == "suspend")
+        assert read_grade(course_id, uid) == 87.0
 
 
 async def test_remove_roles_with_the_14_functions_fails_before_any_write(client: Client, live: Live,
