@@ -179,7 +179,7 @@ class Processes:
         proc = TemporalProc(name, db_file, log_path=self.directory / f"{name}.log")
         self.started.append(proc)
         proc.start()
-        proc.wait_for_port(proc.port, 60)
+        proc.wait_until_serving(60)
         return proc
 
     def worker(self, env: Mapping[str, str], *, name: str = "worker") -> Proc:
@@ -220,6 +220,22 @@ class TemporalProc(Proc):
             *DEV_SERVER_ARGS,
         ], log_path=log_path)
         self.address = f"127.0.0.1:{self.port}"
+
+    def wait_until_serving(self, timeout: float) -> None:
+        """Wait for the port, then for the frontend to answer: it listens a moment before it is healthy, and a
+        client connecting then gets "Frontend is not healthy yet"."""
+        deadline = time.monotonic() + timeout
+        self.wait_for_port(self.port, timeout)
+        while time.monotonic() < deadline:
+            # A call through the frontend, as a client's first call goes.
+            answer = subprocess.run([temporal_cli(), "operator", "namespace", "describe", "--namespace", "default",
+                                     "--address", self.address], capture_output=True, text=True, timeout=30)
+            if answer.returncode == 0:
+                return
+            if not self.alive():
+                raise self.fail("ended before its frontend was healthy")
+            time.sleep(0.2)
+        raise self.fail(f"its frontend was not healthy within {timeout}s")
 
 
 def start_worker(proc: Proc, timeout: float = 60) -> None:

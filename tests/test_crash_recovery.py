@@ -142,7 +142,7 @@ async def test_temporal_server_restarted_mid_deployment(processes: Processes, tm
     assert worker.alive(), worker.tail()
 
     server.start()
-    server.wait_for_port(server.port, 60)
+    server.wait_until_serving(60)
     client = await connect(server.address)
     handle = client.get_workflow_handle_for(DeployEvent.run, ids.deploy_id(event["id"]))
     result = await asyncio.wait_for(handle.result(), 120)
