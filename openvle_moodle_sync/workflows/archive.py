@@ -72,7 +72,8 @@ class ArchiveEvent:
         else:
             await self._unenrol_students(plan.student_user_ids, course.id, config)
         kept = by_action and config.unenrol_action == "keep"  # still enrolled: the roster keeps them
-        if workflow.patched(ROSTER_PATCH) and not kept:  # the students are gone: the roster forgets them
+        # The students are gone (the roster forgets them), or suspended or without roles (it marks them withdrawn).
+        if workflow.patched(ROSTER_PATCH) and not kept:
             await record_roster(event.event_id, RosterUpdate(
                 drop_role=Role.STUDENT, withdrawn=by_action and config.unenrol_action in ENROLMENT_KEPT_ACTIONS),
                 config)
