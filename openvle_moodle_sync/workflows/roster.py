@@ -63,13 +63,13 @@ class EventRoster:
             self._entries.clear()
             self._closed = True
             return
-        leaving = {pid for pid in update.drop if pid in self._entries}
-        if update.drop_role is not None:
-            leaving |= {pid for pid, entry in self._entries.items() if entry.role == update.drop_role}
-        for participant_id in leaving:
-            entry = self._entries.pop(participant_id)
-            if update.withdrawn:
-                self._entries[participant_id] = replace(entry, withdrawn=True)
+        dropped = set(update.drop)  # for look-ups only: the entries' own order is walked (a set's is not stable)
+        for participant_id, entry in list(self._entries.items()):
+            if participant_id in dropped or entry.role == update.drop_role:
+                if update.withdrawn:
+                    self._entries[participant_id] = replace(entry, withdrawn=True)
+                else:
+                    del self._entries[participant_id]
         self._entries.update(update.put)
 
     @workflow.query(name=ENTRIES_QUERY)
