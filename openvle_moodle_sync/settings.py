@@ -70,6 +70,9 @@ ROLE_FUNCTIONS: tuple[str, ...] = ("core_role_assign_roles", "core_role_unassign
 #: The optional functions each MOODLE_UNENROL_ACTION cannot work without (beyond the 14).
 FUNCTIONS_BY_ACTION: dict[str, tuple[str, ...]] = {"remove_roles": ROLE_FUNCTIONS}
 
+#: The MOODLE_UNENROL_ACTIONs that leave the enrolment in Moodle (the event's roster marks those people withdrawn).
+ENROLMENT_KEPT_ACTIONS: frozenset[str] = frozenset({"suspend", "remove_roles"})
+
 
 class ConfigError(Exception):
     """The configuration is unusable; the message lists each variable and how to fix it."""

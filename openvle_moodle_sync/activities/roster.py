@@ -38,10 +38,6 @@ class RosterEntry:
     them away again, and an add or a deploy that restores their enrolment makes it the service's again."""
 
 
-ENROLMENT_KEPT_ACTIONS = frozenset({"suspend", "remove_roles"})
-"""MOODLE_UNENROL_ACTIONs that leave the enrolment in Moodle: the roster remembers whom they withdrew."""
-
-
 def active(entries: dict[str, RosterEntry]) -> dict[str, RosterEntry]:
     """The people this service enrolled who have not been taken away since (the brake's 100%)."""
     return {pid: entry for pid, entry in entries.items() if not entry.withdrawn}

@@ -6,7 +6,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import UNENROL_BATCH, MoodleSyncActivities
-    from openvle_moodle_sync.activities.roster import ENROLMENT_KEPT_ACTIONS, RosterUpdate
+    from openvle_moodle_sync.activities.roster import RosterUpdate
     from openvle_moodle_sync.activities.types import (
         ArchivePlanInput,
         SyncConfig,
@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from openvle_moodle_sync.contracts import PROGRESS_QUERY
     from openvle_moodle_sync.models import Role
-    from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
+    from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, FUNCTIONS_BY_ACTION
 
 from .common import load_config, quick, role_ids, skip_reason, slow, wait_for_deployment
 from .roster import ROSTER_PATCH, record_roster

@@ -7,7 +7,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
-    from openvle_moodle_sync.activities.roster import ENROLMENT_KEPT_ACTIONS, RosterEntry, RosterUpdate
+    from openvle_moodle_sync.activities.roster import RosterEntry, RosterUpdate
     from openvle_moodle_sync.activities.types import (
         EnrolInput,
         EnsureUserInput,
@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from openvle_moodle_sync.contracts import PROGRESS_QUERY, REQUEST_SIGNAL, ErrorType
     from openvle_moodle_sync.models import Participant
-    from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
+    from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, FUNCTIONS_BY_ACTION
 
 from . import summaries
 from .common import checked, load_config, quick, role_ids, skip_reason, wait_for_deployment

@@ -13,7 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.brake import brake_holds, brake_message
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
-    from openvle_moodle_sync.activities.roster import ENROLMENT_KEPT_ACTIONS, RosterEntry, RosterUpdate, active
+    from openvle_moodle_sync.activities.roster import RosterEntry, RosterUpdate, active
     from openvle_moodle_sync.activities.types import (
         CourseRef,
         FindUsersInput,
@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from openvle_moodle_sync.contracts import PROGRESS_QUERY, ErrorType
     from openvle_moodle_sync.models import Event, Participant, Role
+    from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS
 
 from . import ids
 from .batch import BATCH_SIZE, BATCHES_AT_ONCE, DeployBatch, sync_participants
