@@ -15,11 +15,13 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from fake_moodle import FakeMoodle
+from openvle_moodle_sync.activities.roster import RosterEntry
 from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli
 from openvle_moodle_sync.moodle import MoodleClient
 from openvle_moodle_sync.settings import Settings, load_settings
 from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
 from openvle_moodle_sync.worker import build_worker
+from openvle_moodle_sync.workflows import EventRoster, ids
 
 TOKEN = "test-token-0123456789abcdef"
 EXTENDED_TOKEN = "extended-token-0123456789abcdef"
@@ -112,6 +114,16 @@ def make_person(event: dict[str, Any], name: str, role: str = "student") -> dict
     """One more participant for ``event``, not in its list: id ``p-<name>``, username ``<event id>-<name>``."""
     return {"id": f"p-{name}", "username": f"{event['id']}-{name}", "email": f"{event['id']}-{name}@example.com",
             "first_name": name.capitalize(), "last_name": "Person", "role": role}
+
+
+def without_participant(event: dict[str, Any], participant_id: str) -> dict[str, Any]:
+    """``event`` with its list less one participant (as the backend sends it after a removal)."""
+    return {**event, "participants": [p for p in event["participants"] if p["id"] != participant_id]}
+
+
+async def roster_entries(client: Client, event_id: str) -> dict[str, RosterEntry]:
+    """The event's roster, as a deploy reads it (the query of EventRoster)."""
+    return await client.get_workflow_handle(ids.roster_id(event_id)).query(EventRoster.entries)
 
 
 async def add_moodle_user(fake: FakeMoodle, *, username: str, email: str, firstname: str, lastname: str) -> Any:

@@ -43,6 +43,7 @@ from tests.conftest import (
     make_settings,
     moodle_for,
     running_worker,
+    without_participant,
 )
 
 HERE = Path(__file__).parent / "histories"
@@ -177,7 +178,7 @@ async def record_unenrol_actions(client: Client) -> None:
             # Added back, then no longer listed: the roster marks them withdrawn, then holds them again.
             await (await starter.add_participant(client, event, person, settings=settings)).result()
             await save(client, ids.participant_id(event["id"], person["id"]), f"change_add_back_{action}")
-            rest = {**event, "participants": [p for p in event["participants"] if p["id"] != person["id"]]}
+            rest = without_participant(event, person["id"])
             await (await starter.deploy_event(client, rest, settings=settings)).result()
             await save(client, ids.deploy_id(event["id"]), f"deploy_converge_{action}")
             await (await starter.archive_event(client, event, settings=settings)).result()

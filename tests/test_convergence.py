@@ -23,7 +23,15 @@ from openvle_moodle_sync.settings import ConfigError, Settings
 from openvle_moodle_sync.starter import cli
 from openvle_moodle_sync.workflows import EventRoster, ids
 from openvle_moodle_sync.workflows.roster import UPDATES_PER_RUN
-from tests.conftest import add_moodle_user, make_event, make_person, make_settings, moodle_for, running_worker
+from tests.conftest import (
+    add_moodle_user,
+    make_event,
+    make_person,
+    make_settings,
+    moodle_for,
+    roster_entries,
+    running_worker,
+)
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -39,22 +47,18 @@ def user_ids(fake: FakeMoodle, people: list[dict[str, Any]]) -> set[int]:
     return {fake.site.user_by_username(p["username"]).id for p in people}  # type: ignore[union-attr]
 
 
-async def roster(client: Client, event_id: str) -> dict[str, RosterEntry]:
-    return await client.get_workflow_handle(ids.roster_id(event_id)).query(EventRoster.entries)
-
-
 async def test_deploy_takes_away_the_people_no_longer_listed(client: Client, fake: FakeMoodle,
                                                              settings: Settings) -> None:
     event = make_event(fake, participants=10, instructors=1)
     first = await (await starter.deploy_event(client, event, settings=settings)).result()
-    assert set((await roster(client, event["id"])).keys()) == {p["id"] for p in event["participants"]}
+    assert set((await roster_entries(client, event["id"])).keys()) == {p["id"] for p in event["participants"]}
 
     staying = event["participants"][:8]
     again = await (await starter.deploy_event(client, with_people(event, staying), settings=settings)).result()
     assert set(fake.site.enrolled(first.course_id)) == user_ids(fake, staying)
     assert sorted(r.participant_id for r in again.removed) == ["p-8", "p-9"]
     assert {r.action for r in again.removed} == {"unenrol"} and again.removal_blocked == 0
-    assert set((await roster(client, event["id"])).keys()) == {p["id"] for p in staying}
+    assert set((await roster_entries(client, event["id"])).keys()) == {p["id"] for p in staying}
 
     # Converged: a deploy of the same list writes nothing and mails nobody.
     calls, mails = len(fake.calls), len(fake.site.messages)
@@ -78,7 +82,7 @@ async def test_brake_keeps_everyone_does_the_adds_and_fails_with_the_numbers(cli
     assert "--allow-mass-removal" in cause.message and "MOODLE_MAX_REMOVAL_PERCENT=25%" in cause.message
     enrolled = set(fake.site.enrolled(first.course_id))
     assert enrolled == user_ids(fake, [*event["participants"], newcomer])  # nobody gone, the add done
-    assert "p-new" in await roster(client, event["id"])
+    assert "p-new" in await roster_entries(client, event["id"])
 
     allowed = await (await starter.deploy_event(client, with_people(event, three), settings=settings,
                                                 allow_mass_removal=True)).result()
@@ -166,7 +170,7 @@ async def test_people_enrolled_by_other_means_are_never_taken_away(client: Clien
     async with moodle_for(fake, settings) as moodle:
         await moodle.enrol_users([{"roleid": 5, "userid": u.id, "courseid": first.course_id} for u in (hand, other)])
     await (await starter.deploy_event(client, event, settings=settings)).result()
-    assert "p-3" not in await roster(client, event["id"])
+    assert "p-3" not in await roster_entries(client, event["id"])
 
     result = await (await starter.deploy_event(client, with_people(event, []), settings=settings,
                                                allow_mass_removal=True)).result()
@@ -181,7 +185,7 @@ async def test_added_and_removed_participants_update_the_roster(client: Client, 
     newcomer = make_person(event, "late")
     await (await starter.add_participant(client, event, newcomer, settings=settings)).result()
     await (await starter.remove_participant(client, event, event["participants"][5], settings=settings)).result()
-    entries = await roster(client, event["id"])
+    entries = await roster_entries(client, event["id"])
     assert "p-late" in entries and "p-5" not in entries
     # The backend's list without the newcomer: the service enrolled them, so they go.
     result = await (await starter.deploy_event(client, with_people(event, event["participants"][:5]),
@@ -207,7 +211,7 @@ async def test_an_add_that_only_changes_a_role_keeps_the_roster_as_it_was(client
     promoted = {**event["participants"][2], "role": "instructor"}
     again = await (await starter.add_participant(client, event, promoted, settings=settings)).result()
     assert again.applied[0].changed and again.applied[0].found_enrolled
-    entries = await roster(client, event["id"])
+    entries = await roster_entries(client, event["id"])
     assert "p-teacher" not in entries and entries["p-2"].role == "instructor"
 
     # A deploy of the list that never had them leaves the hand-enrolled person in the course.
@@ -223,9 +227,9 @@ async def test_archive_and_delete_update_the_roster(client: Client, fake: FakeMo
         event = make_event(fake, participants=4, instructors=1)
         await (await starter.deploy_event(client, event, settings=settings)).result()
         await (await starter.archive_event(client, event, settings=settings)).result()
-        assert set(await roster(client, event["id"])) == {"p-0"}  # the instructor stays
+        assert set(await roster_entries(client, event["id"])) == {"p-0"}  # the instructor stays
         await (await starter.delete_event(client, event, settings=settings)).result()
-        assert await roster(client, event["id"]) == {}
+        assert await roster_entries(client, event["id"]) == {}
         description = await client.get_workflow_handle(ids.roster_id(event["id"])).describe()
         assert description.status is not None and description.status.name == "COMPLETED"
 
@@ -272,7 +276,7 @@ async def test_changes_requested_during_a_deploy_win_in_the_order_made(client: C
     await remove.result()
     enrolled = set(fake.site.enrolled(first.course_id))
     assert enrolled == user_ids(fake, [*event["participants"][:4], back])
-    assert set(await roster(client, event["id"])) == {"p-0", "p-1", "p-2", "p-3", "p-5"}
+    assert set(await roster_entries(client, event["id"])) == {"p-0", "p-1", "p-2", "p-3", "p-5"}
 
 
 async def test_deploy_command_stops_at_the_brake_and_goes_past_it_when_told(
@@ -317,7 +321,7 @@ async def test_an_enrolment_whose_answer_was_lost_is_still_the_services(client: 
     await (await starter.deploy_event(client, with_people(event, [*event["participants"], added, deployed]),
                                       settings=settings)).result()
     assert sum(1 for c in fake.calls if c.lost) == 2
-    assert {"p-added", "p-deployed"} <= set(await roster(client, event["id"]))
+    assert {"p-added", "p-deployed"} <= set(await roster_entries(client, event["id"]))
 
     result = await (await starter.deploy_event(client, event, settings=settings)).result()
     assert sorted(r.participant_id for r in result.removed) == ["p-added", "p-deployed"]

@@ -17,9 +17,16 @@ from openvle_moodle_sync import starter
 from openvle_moodle_sync.activities.roster import RosterEntry
 from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.settings import Settings
-from openvle_moodle_sync.workflows import EventRoster, ids
 from openvle_moodle_sync.workflows.common import root_cause
-from tests.conftest import EXTENDED_TOKEN, TOKEN, make_event, make_settings, running_worker
+from tests.conftest import (
+    EXTENDED_TOKEN,
+    TOKEN,
+    make_event,
+    make_settings,
+    roster_entries,
+    running_worker,
+    without_participant,
+)
 
 WRITES = ("enrol_manual_enrol_users", "enrol_manual_unenrol_users", "core_role_assign_roles",
           "core_role_unassign_roles", "core_course_update_courses", "core_user_create_users")
@@ -234,14 +241,6 @@ async def test_remove_roles_takes_only_the_roles_this_service_gives(client: Clie
         assert fake.site.grades.get((course_id, user_id)) == 87.0
 
 
-async def roster(client: Client, event_id: str) -> dict[str, RosterEntry]:
-    return await client.get_workflow_handle(ids.roster_id(event_id)).query(EventRoster.entries)
-
-
-def without(event: dict[str, Any], participant_id: str) -> dict[str, Any]:
-    return {**event, "participants": [p for p in event["participants"] if p["id"] != participant_id]}
-
-
 def withdrawn_in_moodle(fake: FakeMoodle, course_id: int, user_id: int, action: str) -> bool:
     enrolment = fake.site.enrolments[course_id][user_id]
     return enrolment.suspended if action == "suspend" else enrolment.roles == set()
@@ -255,17 +254,18 @@ async def test_someone_added_back_after_a_removal_is_the_services_again(client: 
     settings = settings_for(action)
     async with running_worker(client, settings, fake):
         event, course_id, user_id = await deployed(client, fake, settings)
+        rest = without_participant(event, "p-1")
         await (await starter.remove_participant(client, event, event["participants"][1], settings=settings)).result()
-        assert (await roster(client, event["id"]))["p-1"] == RosterEntry(user_id, "student", withdrawn=True)
+        assert (await roster_entries(client, event["id"]))["p-1"] == RosterEntry(user_id, "student", withdrawn=True)
         # Withdrawn already: a deploy without them takes nobody away, and counts only the others for the brake.
-        again = await (await starter.deploy_event(client, without(event, "p-1"), settings=settings)).result()
+        again = await (await starter.deploy_event(client, rest, settings=settings)).result()
         assert again.removed == [] and withdrawn_in_moodle(fake, course_id, user_id, action)
 
         await (await starter.add_participant(client, event, event["participants"][1], settings=settings)).result()
-        assert (await roster(client, event["id"]))["p-1"] == RosterEntry(user_id, "student")
-        plan = await starter.plan_event(client, without(event, "p-1"), settings=settings)
+        assert (await roster_entries(client, event["id"]))["p-1"] == RosterEntry(user_id, "student")
+        plan = await starter.plan_event(client, rest, settings=settings)
         assert [r.participant_id for r in plan.remove] == ["p-1"]
-        result = await (await starter.deploy_event(client, without(event, "p-1"), settings=settings)).result()
+        result = await (await starter.deploy_event(client, rest, settings=settings)).result()
         assert [(r.participant_id, r.action) for r in result.removed] == [("p-1", action)]
         assert withdrawn_in_moodle(fake, course_id, user_id, action)
         assert fake.site.grades[(course_id, user_id)] == 87.0
@@ -279,11 +279,13 @@ async def test_students_restored_after_an_archive_are_the_services_again(client:
     settings = settings_for(action)
     async with running_worker(client, settings, fake):
         event, course_id, user_id = await deployed(client, fake, settings)
+        rest = without_participant(event, "p-1")
         await (await starter.archive_event(client, event, settings=settings)).result()
-        assert {pid for pid, e in (await roster(client, event["id"])).items() if e.withdrawn} == {"p-1", "p-2", "p-3"}
+        entries = await roster_entries(client, event["id"])
+        assert {pid for pid, e in entries.items() if e.withdrawn} == {"p-1", "p-2", "p-3"}
         await (await starter.deploy_event(client, event, settings=settings)).result()
         assert not withdrawn_in_moodle(fake, course_id, user_id, action)
-        assert not any(e.withdrawn for e in (await roster(client, event["id"])).values())
-        result = await (await starter.deploy_event(client, without(event, "p-1"), settings=settings)).result()
+        assert not any(e.withdrawn for e in (await roster_entries(client, event["id"])).values())
+        result = await (await starter.deploy_event(client, rest, settings=settings)).result()
         assert [r.participant_id for r in result.removed] == ["p-1"]
         assert withdrawn_in_moodle(fake, course_id, user_id, action)

@@ -35,6 +35,7 @@ from openvle_moodle_sync.moodle.errors import MoodleApiError
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.worker import build_worker
 from openvle_moodle_sync.workflows.common import root_cause
+from tests.conftest import without_participant
 from tests.live.conftest import (
     LIVE,
     PASSWORD,
@@ -321,7 +322,7 @@ async def test_suspend_and_keep_keep_the_grade(client: Client, live: Live, moodl
         if mails.available:  # Moodle mails on the suspend=1 call and on the re-activation (MDL-70582)
             assert welcomes(mails, student["email"]) - before == (2 if action == "suspend" else 0)
         # Added back, they are the service's again: a deploy that no longer lists them takes them away again.
-        rest = {**event, "participants": [p for p in event["participants"] if p["id"] != student["id"]]}
+        rest = without_participant(event, student["id"])
         result = await (await starter.deploy_event(client, rest, settings=settings)).result()
         assert [(r.participant_id, r.action) for r in result.removed] == [("p-1", action)]
         assert (await state(moodle, course_id))[uid] == (frozenset({STUDENT}), action == "suspend")
