@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 from deploy_bench import SIM_TOKEN, _key_value, _positive, free_port, make_population  # bench/: this script's folder
+from prometheus_client.parser import text_string_to_metric_families
 from temporalio.testing import WorkflowEnvironment
 
 from fake_moodle import FakeMoodle
@@ -38,21 +38,22 @@ from openvle_moodle_sync.settings import load_settings
 from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
 from openvle_moodle_sync.worker import build_worker
 
-METRIC = re.compile(r'^persistence_(requests|latency_sum)\{(.*)\} (\S+)$')
+SAMPLES = {"persistence_requests_total": 0, "persistence_latency_sum": 1}
+"""The server's persistence samples kept: calls, and seconds spent (the column of each in `scrape`). The
+parser names a counter's samples ``<name>_total``, as OpenMetrics does."""
 
 
 def scrape(port: int) -> dict[str, tuple[float, float]]:
     """operation/service -> (calls, seconds) so far."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     totals: dict[str, list[float]] = {}
-    for line in text.splitlines():
-        match = METRIC.match(line)
-        if not match:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
-        key = f"{labels.get('operation', '?')}/{labels.get('service_name', '?')}"
-        entry = totals.setdefault(key, [0.0, 0.0])
-        entry[0 if match.group(1) == "requests" else 1] += float(match.group(3))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            column = SAMPLES.get(sample.name)
+            if column is None:
+                continue
+            key = f"{sample.labels.get('operation', '?')}/{sample.labels.get('service_name', '?')}"
+            totals.setdefault(key, [0.0, 0.0])[column] += sample.value
     return {key: (calls, seconds) for key, (calls, seconds) in totals.items()}
 
 
