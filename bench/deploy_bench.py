@@ -67,7 +67,12 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 from temporalio.api.enums.v1 import EventType as E  # noqa: E402
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest  # noqa: E402
+from temporalio.api.enums.v1 import TaskQueueType  # noqa: E402
+from temporalio.api.taskqueue.v1 import RateLimit  # noqa: E402
+from temporalio.api.workflowservice.v1 import (  # noqa: E402
+    DescribeNamespaceRequest,
+    UpdateTaskQueueConfigRequest,
+)
 from temporalio.client import Client, WorkflowHistory  # noqa: E402
 
 from fake_moodle.service import WRITE_FUNCTIONS  # noqa: E402
@@ -607,6 +612,16 @@ def _self_cpu() -> float:
 
 # --- the run ----------------------------------------------------------------------------------------------
 
+async def limit_each_event(client: Client, queue: str, rps: float) -> None:
+    """The engine's rate limit per fairness key on the queue's activity tasks (docs/workflows.md)."""
+    await client.workflow_service.update_task_queue_config(UpdateTaskQueueConfigRequest(
+        namespace=client.namespace, identity="deploy_bench", task_queue=queue,
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+        update_fairness_key_rate_limit_default=UpdateTaskQueueConfigRequest.RateLimitUpdate(
+            rate_limit=RateLimit(requests_per_second=rps), reason="deploy_bench --fairness-key-rps"),
+    ))
+
+
 async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     log_dir = work / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -654,6 +669,9 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     client = await connect(settings)
     await ensure_search_attributes(client)
+    if args.fairness_key_rps:
+        await limit_each_event(client, queue, args.fairness_key_rps)
+        out["fairness_key_rps"] = args.fairness_key_rps
     env = worker_env(settings, side.url, side.token, queue)
     worker = Proc("worker", [sys.executable, "worker.py"], log_dir, env=env)
     await worker.wait_for("worker polling task queue", 60)
@@ -967,6 +985,16 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not rate > 0 or rate == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate above 0 (tasks a second, e.g. 50)")
+    return rate
+
+
 def _key_value(text: str) -> str:
     if "=" not in text.strip("="):
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. matching.numTaskqueueReadPartitions=1)")
@@ -993,6 +1021,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "synchronous=normal) or memory (as WorkflowEnvironment.start_local)")
     p.add_argument("--dynamic-config", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
                    help="one more --dynamic-config-value for the dev server (repeatable), for experiments")
+    p.add_argument("--fairness-key-rps", type=_rate, default=None, metavar="R",
+                   help="the task queue's activity tasks at most R a second for each fairness key (each event), "
+                        "as `temporal task-queue config set --fairness-key-rps-limit-default R` does")
     p.add_argument("--floor-batch", type=int, default=None,
                    help=f"participants per child workflow of the floor (default {BATCH_SIZE} as DeployEvent; "
                         "0: one workflow)")
