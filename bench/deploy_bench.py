@@ -74,13 +74,15 @@ from temporalio.api.workflowservice.v1 import (  # noqa: E402
     UpdateTaskQueueConfigRequest,
 )
 from temporalio.client import Client, WorkflowHistory  # noqa: E402
+from temporalio.service import RPCError  # noqa: E402
 
 from fake_moodle.service import WRITE_FUNCTIONS  # noqa: E402
 from openvle_moodle_sync import starter  # noqa: E402
 from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli  # noqa: E402
 from openvle_moodle_sync.models import Event, Participant, Role, parse_event  # noqa: E402
 from openvle_moodle_sync.moodle import MoodleClient  # noqa: E402
-from openvle_moodle_sync.settings import Settings, load_settings  # noqa: E402
+from openvle_moodle_sync.settings import ConfigError, Settings, load_settings  # noqa: E402
+from openvle_moodle_sync.starter.temporal_errors import explain  # noqa: E402
 from openvle_moodle_sync.temporal_client import (  # noqa: E402
     connect,
     ensure_search_attributes,
@@ -668,10 +670,14 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         await precreate(moodle, pop)
 
     client = await connect(settings)
-    await ensure_search_attributes(client)
-    if args.fairness_key_rps:
-        await limit_each_event(client, queue, args.fairness_key_rps)
-        out["fairness_key_rps"] = args.fairness_key_rps
+    try:
+        await ensure_search_attributes(client)
+        if args.fairness_key_rps:
+            await limit_each_event(client, queue, args.fairness_key_rps)
+            out["fairness_key_rps"] = args.fairness_key_rps
+    except RPCError as error:  # the first calls in the namespace: a wrong TEMPORAL_NAMESPACE, say
+        target = resolve(settings)
+        raise ConfigError(explain(error, address=target.address, namespace=target.namespace)) from None
     env = worker_env(settings, side.url, side.token, queue)
     worker = Proc("worker", [sys.executable, "worker.py"], log_dir, env=env)
     await worker.wait_for("worker polling task queue", 60)
@@ -1074,6 +1080,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(error, KeyboardInterrupt):
             print(f"interrupted; logs in {work}", file=sys.stderr)
             return 130
+        if isinstance(error, (ConnectionError, ConfigError)):  # a setting to fix, worded as the CLI words it
+            print(f"benchmark failed: {error} (logs in {work})", file=sys.stderr)
+            return 2
         print(f"benchmark failed: {error!r}; logs in {work}", file=sys.stderr)
         raise
     finally:
