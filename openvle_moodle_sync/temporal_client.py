@@ -11,8 +11,10 @@ import re
 import sys
 from typing import NoReturn
 
-from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.enums.v1 import IndexedValueType, TaskQueueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
@@ -121,6 +123,15 @@ async def ensure_search_attributes(client: Client) -> None:
     except RPCError as error:
         if "already" not in str(error).lower():
             raise
+
+
+async def task_queue_pollers(client: Client, queue: str) -> list[str]:
+    """The identities of the workers the server has seen poll ``queue`` for workflow tasks."""
+    response = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+        namespace=client.namespace, task_queue=TaskQueue(name=queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    ))
+    return [p.identity for p in response.pollers]
 
 
 def exit_process(code: int) -> NoReturn:
