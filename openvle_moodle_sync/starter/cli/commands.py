@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import shlex
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,22 +18,34 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
+from openvle_moodle_sync.failures import describe_failure
 from openvle_moodle_sync.models import InputError, check_event_id, parse_event, parse_participant
 from openvle_moodle_sync.moodle import MoodleError
+from openvle_moodle_sync.names import CLI
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.temporal_client import task_queue_pollers
+from openvle_moodle_sync.workflows.types import SubtaskState
 
 from .. import api
+from ..advice import deploy_command, next_step
 from ..plan_view import plan_json, plan_table
-from ..progress import next_step
 from ..temporal_errors import START_WORKER
-from .context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, NOTHING_STARTED, CliError, Context, read_json, valid
+from .context import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    Context,
+    input_error,
+    json_error,
+    read_json,
+    valid,
+)
 from .doctor import cmd_doctor
 from .render import (
     courses_table,
     describe_result,
     failed_participants_table,
-    failure_kind,
     failure_message,
     progress_or_none,
     show_progress,
@@ -52,9 +65,19 @@ def event_id_arg(value: str) -> str:
 # --- Arguments ---------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m starter",
+def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    """The CLI's arguments. With ``json_errors`` a usage error is printed as ``{"error": …, "next_step": …}``
+    on stdout (exit 2, as argparse), for the ``--json`` commands."""
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            if not json_errors:
+                super().error(message)
+            print(json_error(f"{self.prog}: {message}", f"see: {self.prog} --help"))
+            sys.exit(EXIT_USAGE)
+
+    parser = Parser(
+        prog=CLI,
         description="Start and follow the OpenVLE -> Moodle workflows (Temporal at TEMPORAL_ADDRESS).",
         epilog="Settings come from the environment and .env. The commands that start or read workflows use only "
                "TEMPORAL_* (the worker uses its own MOODLE_* settings); courses and doctor use this shell's "
@@ -123,11 +146,11 @@ async def _warn_if_no_worker(ctx: Context, client: Client) -> None:
                       f"until one does (start it with: {START_WORKER}).")
 
 
-async def _start(ctx: Context, handle: WorkflowHandle[Any, Any], wait: bool, *, event_id: str,
+async def _start(ctx: Context, args: argparse.Namespace, handle: WorkflowHandle[Any, Any], *, event_id: str,
                  is_deploy: bool = False) -> int:
-    if not wait:
+    if not args.wait:
         ctx.out.print(escape(handle.id), highlight=False)
-        hint = f"python -m starter progress --event-id {event_id}" if is_deploy else "the Temporal UI"
+        hint = f"{CLI} progress --event-id {event_id}" if is_deploy else "the Temporal UI"
         ctx.err.print(f"Started; follow it with {hint} (or run the command with --wait).", highlight=False)
         return EXIT_OK
     client = await ctx.client()
@@ -139,13 +162,15 @@ async def _start(ctx: Context, handle: WorkflowHandle[Any, Any], wait: bool, *, 
             result = await wait_plain(handle, ctx.out)
     except WorkflowFailureError as failure:
         ctx.err.print(f"[bold red]✗ {escape(handle.id)} failed:[/] {escape(failure_message(failure))}")
+        failed_types: list[str | None] = []
         if is_deploy:
             progress = await progress_or_none(client, event_id)
             if progress is not None and progress.failed:
                 ctx.err.print(failed_participants_table(progress))
-        again = (f"python -m starter rerun --event-id {event_id} --wait" if is_deploy
-                 else "the same command again")
-        ctx.err.print(f"Next: {escape(next_step(failure_kind(failure), again))}", highlight=False)
+                failed_types = [p.error_type for p in progress.participants if p.state == SubtaskState.FAILED]
+        step = next_step(describe_failure(failure).type, event_id=event_id, again=_again(args),
+                         event_file=getattr(args, "event", None) or "EVENT.json", participant_types=failed_types)
+        ctx.err.print(f"Next: {escape(step)}", highlight=False)
         return EXIT_FAILED
     ctx.out.print(f"[bold green]✓[/] {escape(handle.id)} completed: {escape(describe_result(result))}")
     return EXIT_OK
@@ -159,7 +184,14 @@ async def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     client = await ctx.client()
     handle = await api.deploy_event(client, event, settings=ctx.settings(),
                                     allow_mass_removal=args.allow_mass_removal)
-    return await _start(ctx, handle, args.wait, event_id=event.id, is_deploy=True)
+    return await _start(ctx, args, handle, event_id=event.id, is_deploy=True)
+
+
+def _again(args: argparse.Namespace) -> str | None:
+    """The command that runs a failed operation again: the deployment's rerun (None), else the same one."""
+    if args.command in ("deploy", "rerun"):
+        return None
+    return shlex.join([CLI, *args.argv])
 
 
 async def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
@@ -168,7 +200,9 @@ async def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
     try:
         plan = await api.plan_event(client, event, settings=ctx.settings())
     except WorkflowFailureError as failure:
-        raise CliError(f"The plan of event {event.id} failed: {failure_message(failure)}", EXIT_FAILED) from None
+        step = next_step(describe_failure(failure).type, event_id=event.id, again=_again(args), event_file=args.event)
+        raise CliError(f"The plan of event {event.id} failed: {failure_message(failure)}", EXIT_FAILED,
+                       next_step=step) from None
     if args.json:
         print(plan_json(plan))
     else:
@@ -182,7 +216,7 @@ async def _cmd_change(args: argparse.Namespace, ctx: Context) -> int:
     client = await ctx.client()
     start = api.add_participant if args.command == "add" else api.remove_participant
     handle = await start(client, event, participant, settings=ctx.settings())
-    return await _start(ctx, handle, args.wait, event_id=event.id)
+    return await _start(ctx, args, handle, event_id=event.id)
 
 
 async def _cmd_event_end(args: argparse.Namespace, ctx: Context) -> int:
@@ -193,8 +227,8 @@ async def _cmd_event_end(args: argparse.Namespace, ctx: Context) -> int:
     try:
         handle = await start(client, data, settings=ctx.settings())
     except InputError as error:
-        raise CliError(f"{error}\n{NOTHING_STARTED}", EXIT_USAGE) from None
-    return await _start(ctx, handle, args.wait, event_id=str(data["id"]))
+        raise input_error(error) from None
+    return await _start(ctx, args, handle, event_id=str(data["id"]))
 
 
 async def cmd_rerun(args: argparse.Namespace, ctx: Context) -> int:
@@ -202,8 +236,8 @@ async def cmd_rerun(args: argparse.Namespace, ctx: Context) -> int:
     try:
         handle = await api.rerun_deployment(client, args.event_id, settings=ctx.settings())
     except api.DeploymentNotFound as error:
-        raise CliError(str(error), EXIT_FAILED) from None
-    return await _start(ctx, handle, args.wait, event_id=args.event_id, is_deploy=True)
+        raise CliError(str(error), EXIT_FAILED, next_step=deploy_command()) from None
+    return await _start(ctx, args, handle, event_id=args.event_id, is_deploy=True)
 
 
 async def cmd_progress(args: argparse.Namespace, ctx: Context) -> int:
@@ -211,7 +245,7 @@ async def cmd_progress(args: argparse.Namespace, ctx: Context) -> int:
     try:
         progress = await api.get_progress(client, args.event_id)
     except api.DeploymentNotFound as error:
-        raise CliError(str(error), EXIT_FAILED) from None
+        raise CliError(str(error), EXIT_FAILED, next_step=deploy_command()) from None
     code = EXIT_FAILED if progress.ended_badly else EXIT_OK
     if args.json:
         print(json.dumps(dataclasses.asdict(progress), ensure_ascii=False, indent=2))
@@ -225,11 +259,11 @@ async def cmd_courses(args: argparse.Namespace, ctx: Context) -> int:
     if not settings.moodle_url or not settings.moodle_token.get_secret_value():
         raise CliError('MOODLE_URL and MOODLE_TOKEN must be set in this shell (or .env) to list Moodle courses '
                        '(e.g. MOODLE_URL="https://moodle.example.com"); `courses` asks Moodle directly, not '
-                       'through the worker.', EXIT_FAILED)
+                       'through the worker.', EXIT_FAILED, next_step="set MOODLE_URL and MOODLE_TOKEN")
     try:
         courses = await api.search_courses(args.search, settings=settings)
     except MoodleError as error:
-        raise CliError(str(error), EXIT_FAILED) from None
+        raise CliError(str(error), EXIT_FAILED, next_step=error.fix) from None
     if args.json:
         print(json.dumps(courses, ensure_ascii=False, indent=2))
         return EXIT_OK
@@ -265,8 +299,11 @@ def _consoles() -> tuple[Console, Console]:
 
 async def run(argv: list[str] | None = None, *, settings: Settings | None = None, client: Client | None = None,
               out: Console | None = None, err: Console | None = None) -> int:
-    """Run one command; the exit code is returned (tests inject `settings` and `client`)."""
-    args = build_parser().parse_args(argv)
+    """Run one command; the exit code is returned (tests inject `settings` and `client`). The errors of a
+    ``--json`` command are JSON too (`CliError.as_json`), with the same exit codes."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(json_errors="--json" in argv).parse_args(argv)
+    args.argv = argv
     default_out, default_err = _consoles()
     ctx = Context(out or default_out, err or default_err, settings, client,
                   uses_moodle=args.command in USES_MOODLE, starts=args.command not in READ_ONLY)
@@ -277,7 +314,10 @@ async def run(argv: list[str] | None = None, *, settings: Settings | None = None
             # Temporal failed in the middle of the command (the server went away, a missing namespace...).
             raise ctx.temporal_error(error) from None
     except CliError as error:
-        ctx.err.print(Text(f"Error: {error}", style="red"))
+        if getattr(args, "json", False):
+            print(error.as_json())
+        else:
+            ctx.err.print(Text(f"Error: {error}", style="red"))
         return error.code
 
 
@@ -294,6 +334,6 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run(argv))
     except KeyboardInterrupt:
         print("\nInterrupted. A workflow already started keeps running in Temporal; "
-              "follow it with: python -m starter progress --event-id ID", file=sys.stderr)
+              f"follow it with: {CLI} progress --event-id ID", file=sys.stderr)
         return 130
 

@@ -16,8 +16,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from openvle_moodle_sync.models import InputError
+from openvle_moodle_sync.names import CLI
 from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
-from openvle_moodle_sync.temporal_client import connect, connection_failure
+from openvle_moodle_sync.temporal_client import NamespaceNotFoundError, connect, connection_failure
 from openvle_moodle_sync.temporal_config import resolve
 
 from ..temporal_errors import SCHEME_WARNING, explain, scheme_fix
@@ -28,15 +29,30 @@ NOTHING_STARTED = "Nothing was started."
 
 
 class CliError(Exception):
-    """A problem the command reports as one message and an exit code."""
+    """A problem the command reports as one message and an exit code. ``next_step`` is what to do, on its
+    own (``--json`` prints it beside the message; the message says it in words already)."""
 
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+    def __init__(self, message: str, code: int = EXIT_FAILED, *, next_step: str | None = None) -> None:
         super().__init__(message)
-        self.code = code
+        self.code, self.next_step = code, next_step
+
+    def as_json(self) -> str:
+        """The error as a ``--json`` command prints it."""
+        return json_error(str(self), self.next_step)
+
+
+def json_error(message: str, next_step: str | None) -> str:
+    """``{"error": …, "next_step": …}``: every error of a ``--json`` command."""
+    return json.dumps({"error": message, "next_step": next_step}, ensure_ascii=False, indent=2)
 
 
 WORKER_SETTINGS_NOTE = ("The worker uses its own MOODLE_* settings (where it runs); check them there with: "
-                        "python -m starter doctor")
+                        f"{CLI} doctor")
+
+SETTINGS_FIX = "fix the variables named above in the environment or .env"
+CONNECTION_FIX = ("start the server, or set how to reach it: TEMPORAL_ADDRESS, TEMPORAL_TLS*, TEMPORAL_API_KEY, "
+                  "or a profile (TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE)")
+NAMESPACE_FIX = "set TEMPORAL_NAMESPACE to the namespace the worker uses (temporal operator namespace list)"
 
 
 class Context:
@@ -52,9 +68,9 @@ class Context:
         self._settings, self._client = settings, client
         self.uses_moodle, self.starts = uses_moodle, starts
 
-    def failed(self, message: str, code: int = EXIT_FAILED) -> CliError:
+    def failed(self, message: str, code: int = EXIT_FAILED, *, next_step: str | None = None) -> CliError:
         """The command could not begin: ``message``, and for a command that starts a run, that none was."""
-        return CliError(f"{message}\n{NOTHING_STARTED}" if self.starts else message, code)
+        return CliError(f"{message}\n{NOTHING_STARTED}" if self.starts else message, code, next_step=next_step)
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -66,12 +82,12 @@ class Context:
             return load_settings()
         except ConfigError as error:
             if self.uses_moodle:
-                raise self.failed(str(error)) from None
+                raise self.failed(str(error), next_step=SETTINGS_FIX) from None
             full_error = error
         try:
             settings = load_settings(**MOODLE_DEFAULTS)
         except ConfigError as error:
-            raise self.failed(str(error)) from None
+            raise self.failed(str(error), next_step=SETTINGS_FIX) from None
         self.err.print(Text(f"Note: this shell's MOODLE_* settings have problems; this command does not use them.\n"
                             f"{str(full_error).split(chr(10), 1)[-1]}\n{WORKER_SETTINGS_NOTE}.", style="yellow"))
         return settings
@@ -81,17 +97,19 @@ class Context:
             settings = self.settings()
             connection = resolve(settings)
             if "://" in connection.address:
-                raise self.failed(scheme_fix(connection.address))
+                raise self.failed(scheme_fix(connection.address), next_step=CONNECTION_FIX)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
                     client = await connect(settings)
+                except NamespaceNotFoundError as error:
+                    raise self.failed(str(error), next_step=NAMESPACE_FIX) from None
                 except ConnectionError as error:  # connect() words it, with the connection's settings
-                    raise self.failed(str(error)) from None
+                    raise self.failed(str(error), next_step=CONNECTION_FIX) from None
                 except OSError as error:  # the system refused something first (a file, a socket)
-                    raise self.failed(connection_failure(connection, error)) from None
+                    raise self.failed(connection_failure(connection, error), next_step=CONNECTION_FIX) from None
             if any(SCHEME_WARNING in str(w.message) for w in caught):
-                raise self.failed(scheme_fix(connection.address))
+                raise self.failed(scheme_fix(connection.address), next_step=CONNECTION_FIX)
             self._client = client
         return self._client
 
@@ -133,5 +151,11 @@ def valid(parse: Callable[[Any], Any], data: Any) -> Any:
     try:
         return parse(data)
     except InputError as error:
-        raise CliError(f"{error}\n{NOTHING_STARTED}", EXIT_USAGE) from None
+        raise input_error(error) from None
+
+
+def input_error(error: InputError) -> CliError:
+    """A bad event or participant: exit 2, nothing started."""
+    return CliError(f"{error}\n{NOTHING_STARTED}", EXIT_USAGE,
+                    next_step="correct the field named in the message, then give the command again")
 

@@ -9,17 +9,17 @@ from datetime import timedelta
 
 from rich.console import Console
 from rich.markup import escape
-from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.service import RPCError
 
+from openvle_moodle_sync import temporal_client
 from openvle_moodle_sync.moodle import check_connection, client_from_settings
+from openvle_moodle_sync.names import CLI
 from openvle_moodle_sync.settings import Settings
-from openvle_moodle_sync.temporal_client import task_queue_pollers
+from openvle_moodle_sync.temporal_client import search_attribute_registered, task_queue_pollers
 from openvle_moodle_sync.temporal_config import resolve
 from openvle_moodle_sync.workflows.ids import EVENT_ID_ATTRIBUTE
 
-from ..temporal_errors import START_WORKER, explain
+from ..temporal_errors import START_WORKER
 from .context import EXIT_FAILED, EXIT_OK, CliError, Context
 
 DOCTOR_RPC_TIMEOUT = timedelta(seconds=10)
@@ -50,7 +50,7 @@ async def run_checks(ctx: Context) -> list[Check]:
         except CliError:
             checks.append(Check("Temporal", "SKIP", "needs valid TEMPORAL_* settings"))
         else:
-            checks.extend(await _temporal_checks(temporal_only, temporal_settings))
+            checks.extend(await temporal_checks(temporal_only, temporal_settings))
         checks.append(Check("Moodle", "SKIP", "needs valid MOODLE_* settings"))
         return checks
     token = settings.moodle_token.get_secret_value()
@@ -61,51 +61,46 @@ async def run_checks(ctx: Context) -> list[Check]:
         f"MOODLE_DELETE_COURSE_ON_EVENT_DELETE={settings.moodle_delete_course_on_event_delete}, "
         f"MOODLE_UNENROL_ACTION={settings.moodle_unenrol_action}; "
         f"TEMPORAL_TASK_QUEUE={settings.temporal_task_queue}")))
-    checks.extend(await _temporal_checks(ctx, settings))
+    checks.extend(await temporal_checks(ctx, settings))
     checks.append(await _moodle_check(settings))
     return checks
 
 
-async def _temporal_checks(ctx: Context, settings: Settings) -> list[Check]:
+async def temporal_checks(ctx: Context, settings: Settings) -> list[Check]:
+    """Temporal reachable (and its namespace there), the search attribute, and the workers polling now."""
     connection = resolve(settings)  # valid: the settings resolved it when they loaded
     try:
-        client = await ctx.client()
-        described = await client.workflow_service.describe_namespace(
-            DescribeNamespaceRequest(namespace=client.namespace), timeout=DOCTOR_RPC_TIMEOUT)
+        client = await ctx.client()  # connecting checks that the namespace exists
     except CliError as error:
-        return [Check("Temporal", "FAIL", str(error),
-                      "start the server, or set how to reach it: TEMPORAL_ADDRESS, TEMPORAL_TLS*, TEMPORAL_API_KEY, "
-                      "or a profile (TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE)")]
-    except RPCError as error:
-        return [Check("Temporal", "FAIL", explain(error, address=connection.address, namespace=connection.namespace))]
+        return [Check("Temporal", "FAIL", str(error), error.next_step or "")]
     # Which way it connected (never the API key itself): address, TLS, credentials, profile and file.
-    checks = [Check("Temporal", "OK", f"reachable: {connection.describe()} (namespace "
-                                      f"{described.namespace_info.name!r} found)")]
+    checks = [Check("Temporal", "OK", f"reachable: {connection.describe()} (namespace {client.namespace!r} found)")]
     attribute = EVENT_ID_ATTRIBUTE.name
+    queue = settings.temporal_task_queue
     try:
-        listed = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=client.namespace), timeout=DOCTOR_RPC_TIMEOUT)
-        if attribute not in listed.custom_attributes:
-            checks.append(Check("Search attr", "WARN", f"{attribute} is not registered yet",
-                                f"the worker registers it at start-up ({START_WORKER})"))
-        else:
+        if await search_attribute_registered(client, rpc_timeout=DOCTOR_RPC_TIMEOUT):
             checks.append(Check("Search attr", "OK", f"{attribute} registered (find an event's runs in the UI "
                                                      f"with {attribute}=\"ID\")"))
-        pollers = await task_queue_pollers(client, settings.temporal_task_queue)
+        else:
+            checks.append(Check("Search attr", "WARN", f"{attribute} is not registered yet",
+                                f"the worker registers it at start-up ({START_WORKER})"))
+        pollers = await task_queue_pollers(client, queue, rpc_timeout=DOCTOR_RPC_TIMEOUT)
     except RPCError as error:
         checks.append(Check("Worker", "WARN", f"could not ask Temporal about workers: {error.message}"))
         return checks
+    window = f"{temporal_client.LIVE_POLLER_WINDOW.total_seconds():.0f} s"
     if pollers:
-        checks.append(Check("Worker", "OK", f"task queue {settings.temporal_task_queue!r} polled in the last minutes "
-                                            f"by: {', '.join(pollers)}"))
+        checks.append(Check("Worker", "OK", f"task queue {queue!r} polled within the last {window} by: "
+                                            f"{', '.join(pollers)} (only workers seen that recently are listed)"))
     else:
-        checks.append(Check("Worker", "WARN", f"no worker is polling task queue {settings.temporal_task_queue!r}",
+        checks.append(Check("Worker", "WARN", f"no worker has polled task queue {queue!r} within the last {window} "
+                                              "(a worker that stopped is not listed)",
                             f"start one: {START_WORKER} (runs wait for it, nothing is lost)"))
     return checks
 
 
 TOKEN_FIX = ("set a valid MOODLE_TOKEN here and on the worker, restart the worker, then re-run any deployment "
-             "that failed: python -m starter rerun --event-id ID")
+             f"that failed: {CLI} rerun --event-id ID")
 
 
 async def _moodle_check(settings: Settings) -> Check:
@@ -122,7 +117,7 @@ async def _moodle_check(settings: Settings) -> Check:
     if report.missing_functions or report.missing_for_action:
         return Check("Moodle", "FAIL", report.summary(),
                      "add the functions to the token's service; the worker needs no restart, then re-run any "
-                     "deployment that failed: python -m starter rerun --event-id ID")
+                     f"deployment that failed: {CLI} rerun --event-id ID")
     note = "" if settings.moodle_enabled else (" (this shell's MOODLE_ENABLED is false; the worker's own "
                                                "MOODLE_ENABLED decides whether workflows write to Moodle)")
     return Check("Moodle", "OK", report.summary() + note)

@@ -13,14 +13,13 @@ from rich.table import Column, Table
 from rich.text import Text
 from temporalio.client import (
     Client,
-    WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
 )
-from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError
 
+from openvle_moodle_sync.failures import describe_failure
 from openvle_moodle_sync.workflows.types import (
     ArchiveResult,
     ChangeResult,
@@ -30,6 +29,7 @@ from openvle_moodle_sync.workflows.types import (
 )
 
 from .. import api
+from ..advice import rerun_command
 from ..progress import DeploymentProgress
 
 POLL_SECONDS = 0.5
@@ -104,18 +104,9 @@ async def wait_plain(handle: WorkflowHandle[Any, Any], console: Console) -> Any:
         return await handle.result()
 
 
-def failure_kind(failure: WorkflowFailureError) -> str:
-    cause: BaseException = failure.cause
-    if isinstance(cause, ApplicationError):
-        return cause.type or type(cause).__name__
-    return type(cause).__name__
-
-
-def failure_message(failure: WorkflowFailureError) -> str:
-    cause: BaseException = failure.cause
-    if isinstance(cause, FailureError):
-        return f"[{failure_kind(failure)}] {cause.message}"
-    return str(cause)
+def failure_message(failure: BaseException) -> str:
+    """``[type] message`` of a run's failure: its root cause, past the activity or child that carried it."""
+    return str(describe_failure(failure))
 
 
 def describe_result(result: Any) -> str:
@@ -197,7 +188,7 @@ def show_progress(out: Console, progress: DeploymentProgress) -> None:
     if progress.next_step:
         out.print(f"Next: {escape(progress.next_step)}", highlight=False)
     elif progress.failed:
-        out.print(f"Fix the cause, then: python -m starter rerun --event-id {escape(progress.event_id)} --wait")
+        out.print(f"Fix the cause, then: {escape(rerun_command(progress.event_id))}", highlight=False)
 
 
 def courses_table(courses: list[dict[str, Any]], search: str) -> Table | str:
