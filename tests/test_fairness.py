@@ -17,8 +17,8 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
+from openvle_moodle_sync.fairness import LARGE_PRIORITY, SMALL_EVENT, SMALL_PRIORITY, event_priority
 from openvle_moodle_sync.settings import Settings
-from openvle_moodle_sync.starter.fairness import LARGE_PRIORITY, SMALL_EVENT, SMALL_PRIORITY, event_priority
 from openvle_moodle_sync.workflows import ids
 from tests.conftest import make_event, running_worker
 

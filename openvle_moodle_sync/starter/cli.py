@@ -422,9 +422,7 @@ async def _start(ctx: Context, handle: WorkflowHandle[Any, Any], wait: bool, *, 
             progress = await _progress_or_none(client, event_id)
             if progress is not None and progress.failed:
                 ctx.err.print(failed_participants_table(progress))
-        again = (f"python -m starter rerun --event-id {event_id} --wait" if is_deploy
-                 else "the same command again")
-        ctx.err.print(f"Next: {escape(next_step(failure_kind(failure), again))}", highlight=False)
+        ctx.err.print(f"Next: {escape(next_step(failure_kind(failure), event_id))}", highlight=False)
         return EXIT_FAILED
     ctx.out.print(f"[bold green]✓[/] {escape(handle.id)} completed: {escape(describe_result(result))}")
     return EXIT_OK
@@ -467,11 +465,11 @@ async def _cmd_change(args: argparse.Namespace, ctx: Context) -> int:
 async def _cmd_event_end(args: argparse.Namespace, ctx: Context) -> int:
     data = read_json(args.event, "event")
     # Archive and delete need only the id and the course mapping (as in the API): validate just that.
-    ref = _valid(api._ref, data)
+    event_id, _ = _valid(api.event_ref, data)
     client = await ctx.client()
     start = api.archive_event if args.command == "archive" else api.delete_event
     handle = await start(client, data, settings=ctx.settings())
-    return await _start(ctx, handle, args.wait, event_id=ref.event_id)
+    return await _start(ctx, handle, args.wait, event_id=event_id)
 
 
 async def cmd_rerun(args: argparse.Namespace, ctx: Context) -> int:
