@@ -149,6 +149,8 @@ async def eventually(read: Callable[[], Awaitable[T]], done: Callable[[T], bool]
     """``read()`` again every 0.1 s until ``done`` holds for its answer (which is returned); fails after
     ``timeout`` seconds."""
     async with asyncio.timeout(timeout):
-        while not done(value := await read()):
+        while True:
+            value = await read()
+            if done(value):
+                return value
             await asyncio.sleep(0.1)
-    return value

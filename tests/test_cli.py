@@ -85,7 +85,7 @@ async def test_deploy_without_wait_prints_the_workflow_id(client: Client, fake: 
     code, out, err = await run(capsys, "deploy", "--event", write(tmp_path, "e.json", event),
                                client=client, settings=settings)
     assert code == 0
-    assert out.strip() == ids.deploy_id(event["id"])
+    assert out.strip().startswith(ids.deploy_id(event["id"], ""))
     assert "progress --event-id" in err
     await client.get_workflow_handle(out.strip()).result()
 
@@ -215,7 +215,7 @@ async def test_bad_json_exits_2_and_starts_nothing(client: Client, fake: FakeMoo
     code, _, err = await run(capsys, "deploy", "--event", path, client=client, settings=settings)
     assert code == 2
     assert "not valid JSON" in err and "line 1" in err and "Nothing was started" in err
-    assert await not_started(client, ids.deploy_id("ev-broken"))
+    assert await not_started(client, ids.life_id("ev-broken"))
 
     code, _, err = await run(capsys, "deploy", "--event", write(tmp_path, "list.json", [1]), client=client,
                              settings=settings)
@@ -233,7 +233,7 @@ async def test_invalid_participant_names_the_field(client: Client, fake: FakeMoo
                              client=client, settings=settings)
     assert code == 2
     assert "participants[1]" in err and "email" in err and "not-an-address" in err
-    assert await not_started(client, ids.deploy_id(event["id"]))
+    assert await not_started(client, ids.life_id(event["id"]))
 
     good = make_event(fake, participants=1)
     person = {"id": "p-9", "username": "nine", "email": "nine@example.com", "first_name": "Nine",
@@ -241,7 +241,7 @@ async def test_invalid_participant_names_the_field(client: Client, fake: FakeMoo
     code, _, err = await run(capsys, "add", "--event", write(tmp_path, "g.json", good), "--participant",
                              write(tmp_path, "p.json", person), client=client, settings=settings)
     assert code == 2 and "role" in err and "'teacher'" in err
-    assert await not_started(client, ids.participant_id(good["id"], "p-9"))
+    assert await not_started(client, ids.life_id(good["id"]))
 
     code, _, err = await run(capsys, "archive", "--event", write(tmp_path, "a.json", {"name": "no id"}),
                              client=client, settings=settings)

@@ -16,7 +16,10 @@ from .common import per_user
 
 async def record_roster(event_id: str, update: RosterUpdate) -> None:
     """Tell the event's `EventLife` whom this run enrolled or took away. The signal is in its history before
-    this run ends, so the next operation sees it."""
+    this run ends, so the next operation sees it. A run started on its own (not by the event's life, as a
+    test or an operator may) has no roster to tell."""
+    if workflow.info().parent is None:
+        return
     await workflow.get_external_workflow_handle(ids.life_id(event_id)).signal(RECORD_SIGNAL, update)
 
 
