@@ -686,7 +686,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         procs["temporal"] = temporal
 
     # --- deploy ---
-    result_runs: list[str | None] = []
+    result_runs: list[str] = []
     say(f"deploying {n} participants ...")
     await side.reset_peak()
     before = await side.counters(pop)
@@ -731,13 +731,12 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     out["plan_moodle_calls"] = diff(after["calls"], before["calls"])
     out["plan_write_calls"] = writes(out["plan_moodle_calls"])
 
-    lengths = await history_lengths(client, queue, [(deploy_id(pop.event.id), result_runs[0]),
-                                                    (deploy_id(pop.event.id), result_runs[1])])
+    lengths = await history_lengths(client, queue, [(result_runs[0], None), (result_runs[1], None)])
     out["workflows"] = len(lengths)
     out["history_events_top"] = dict(sorted(lengths.items(), key=lambda kv: -kv[1])[:5])
     out["max_history_events"] = max(lengths.values(), default=0)
-    deploy_runs = [tuple(key.split("@")) for key in lengths if str(result_runs[1]) not in key
-                   and key.startswith(deploy_id(pop.event.id))]  # not the plan nor the roster
+    # The first deployment and its batches (their ids start with its id): not the rerun, the plan or the life.
+    deploy_runs = [tuple(key.split("@")) for key in lengths if key.startswith(result_runs[0])]
     out["deploy_timing"] = timing(await fetch_histories(client, deploy_runs))  # type: ignore[arg-type]
     if args.beside:
         out.update(await beside(client, side, settings, args, template_id, run_id, say))
@@ -848,7 +847,7 @@ async def beside(client: Client, side: MoodleSide, settings: Settings, args: arg
         handle = await starter.deploy_event(client, pop.event, settings=settings)
         result = await handle.result()
         assert result.done == len(pop.people) and not result.failed, f"{pop.prefix}: {result.done} done"
-        return handle.id, handle.result_run_id, called_at, time.time()
+        return handle.id, None, called_at, time.time()
 
     say(f"beside: a small event of {args.small} alone ({runs} times) ...")
     alone = [await timed(functools.partial(deployed, pops[f"sa{i}"]), args.timeout) for i in range(runs)]
@@ -889,7 +888,7 @@ async def beside(client: Client, side: MoodleSide, settings: Settings, args: arg
     out["small_alone_timing"] = timing(alone_histories)
     out["small_beside_timing"] = timing(beside_histories)
     timeouts = await workflow_task_timeouts(
-        client, [deploy_id(pops[f"{kind}{r}x"].event.id) for kind in ("la", "lb") for r in range(rounds)])
+        client, [deploy_id(pops[f"{kind}{r}x"].event.id, "") for kind in ("la", "lb") for r in range(rounds)])
     out["large_alone_workflow_task_timeouts"] = timeouts[:rounds]
     out["large_beside_workflow_task_timeouts"] = timeouts[rounds:]
     out["small_alone_wall_s"] = [where_the_run_went(history, *run[2:])
@@ -899,15 +898,15 @@ async def beside(client: Client, side: MoodleSide, settings: Settings, args: arg
     return out
 
 
-async def _deploy(client: Client, pop: Population, settings: Settings, runs: list[str | None]) -> Any:
+async def _deploy(client: Client, pop: Population, settings: Settings, runs: list[str]) -> Any:
     handle = await starter.deploy_event(client, pop.event, settings=settings)
-    runs.append(handle.result_run_id)
+    runs.append(handle.id)
     return await handle.result()
 
 
-async def _rerun(client: Client, pop: Population, settings: Settings, runs: list[str | None]) -> Any:
+async def _rerun(client: Client, pop: Population, settings: Settings, runs: list[str]) -> Any:
     handle = await starter.rerun_deployment(client, pop.event.id, settings=settings)
-    runs.append(handle.result_run_id)
+    runs.append(handle.id)
     return await handle.result()
 
 

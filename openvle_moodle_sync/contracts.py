@@ -24,7 +24,11 @@ class ErrorType(StrEnum):
     MOODLE_USER_MISSING = "MoodleUserMissingError"
     """The participant's Moodle account was deleted during the run."""
     EVENT_NOT_DEPLOYED = "EventNotDeployedError"
-    """A participant change for an event whose course does not exist."""
+    """An operation that needs the event deployed (add, remove, archive, rerun) on an event that is not."""
+    EVENT_ARCHIVED = "EventArchivedError"
+    """An operation on an archived event that would change it (add, remove, deploy without reopen, rerun)."""
+    EVENT_DELETED = "EventDeletedError"
+    """An operation on a deleted event (add, remove, archive, deploy without reopen, rerun)."""
     DEPLOYMENT_INCOMPLETE = "DeploymentIncomplete"
     """A deployment that finished with failed participants (the run's result is in the failure's details)."""
     MASS_REMOVAL_BLOCKED = "MassRemovalBlocked"
@@ -40,5 +44,14 @@ class ErrorType(StrEnum):
 PROGRESS_QUERY = "progress"
 """The query every workflow answers with its progress (DeployBatch: its participants' outcomes)."""
 
-REQUEST_SIGNAL = "request"
-"""The signal that brings a `ChangeRequest` to a participant's `ChangeParticipant` workflow."""
+OPERATION_SIGNAL = "operation"
+"""The signal that brings an `Operation` to the event's `EventLife` workflow (sent with start)."""
+
+RECORD_SIGNAL = "record"
+"""The signal by which an operation's child workflow tells `EventLife` whom it enrolled or took away."""
+
+ENTRIES_QUERY = "entries"
+"""The query of `EventLife` that returns the roster: participant id -> `RosterEntry`."""
+
+LIFE_MEMO = "life"
+"""The memo key under which `EventLife` keeps its `LifeView` (read by the API without a worker)."""

@@ -3,10 +3,11 @@ simulator per test, and a worker wired to both."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from openvle_moodle_sync.moodle import MoodleClient
 from openvle_moodle_sync.settings import Settings, load_settings
 from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
 from openvle_moodle_sync.worker import build_worker
-from openvle_moodle_sync.workflows import EventRoster, ids
+from openvle_moodle_sync.workflows import EventLife, ids
 
 TOKEN = "test-token-0123456789abcdef"
 EXTENDED_TOKEN = "extended-token-0123456789abcdef"
@@ -122,8 +123,8 @@ def without_participant(event: dict[str, Any], participant_id: str) -> dict[str,
 
 
 async def roster_entries(client: Client, event_id: str) -> dict[str, RosterEntry]:
-    """The event's roster, as a deploy reads it (the query of EventRoster)."""
-    return await client.get_workflow_handle(ids.roster_id(event_id)).query(EventRoster.entries)
+    """The event's roster, as a deploy gets it (the query of its EventLife)."""
+    return await client.get_workflow_handle(ids.life_id(event_id)).query(EventLife.entries)
 
 
 async def add_moodle_user(fake: FakeMoodle, *, username: str, email: str, firstname: str, lastname: str) -> Any:
@@ -139,3 +140,17 @@ async def add_moodle_course(fake: FakeMoodle, *, shortname: str, fullname: str, 
         (created,) = await moodle.create_courses([{"shortname": shortname, "fullname": fullname,
                                                    "categoryid": categoryid}])
     return fake.site.courses[created["id"]]
+
+
+T = TypeVar("T")
+
+
+async def eventually(read: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, timeout: float = 60.0) -> T:
+    """``read()`` again every 0.1 s until ``done`` holds for its answer (which is returned); fails after
+    ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            value = await read()
+            if done(value):
+                return value
+            await asyncio.sleep(0.1)

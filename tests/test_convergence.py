@@ -12,19 +12,22 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
-from openvle_moodle_sync.activities.roster import RosterEntry, RosterState, RosterUpdate
-from openvle_moodle_sync.activities.withdraw import WITHDRAW_BATCH
+from openvle_moodle_sync.activities.roster import RosterEntry, RosterUpdate
 from openvle_moodle_sync.contracts import ErrorType
+from openvle_moodle_sync.lifecycle import OperationKind
+from openvle_moodle_sync.models import parse_participant
 from openvle_moodle_sync.settings import ConfigError, Settings
 from openvle_moodle_sync.starter import cli
-from openvle_moodle_sync.workflows import EventRoster, ids
-from openvle_moodle_sync.workflows.roster import UPDATES_PER_RUN
+from openvle_moodle_sync.workflows import EventLife, ids
+from openvle_moodle_sync.workflows.life import OPERATIONS_PER_RUN, RECENT_KEPT
+from openvle_moodle_sync.workflows.types import LifeInput, Operation
+from openvle_moodle_sync.workflows.withdraw import PEOPLE_PER_ACTIVITY
 from tests.conftest import (
     add_moodle_user,
+    eventually,
     make_event,
     make_person,
     make_settings,
@@ -132,7 +135,7 @@ async def test_a_mass_removal_past_the_brake_keeps_the_pending_activities_bounde
     # one at a time, each a few events (here 599 students in 2 batches, then the instructor).
     history = await handle.fetch_history()
     assert most_pending(history, "withdraw_users") == 1
-    student_batches = -(-599 // WITHDRAW_BATCH)
+    student_batches = -(-599 // PEOPLE_PER_ACTIVITY)
     assert scheduled(history, "withdraw_users") == student_batches + 1  # and one for the instructor
     assert scheduled(history, "withdraw_user") == 0
 
@@ -230,7 +233,7 @@ async def test_archive_and_delete_update_the_roster(client: Client, fake: FakeMo
         assert set(await roster_entries(client, event["id"])) == {"p-0"}  # the instructor stays
         await (await starter.delete_event(client, event, settings=settings)).result()
         assert await roster_entries(client, event["id"]) == {}
-        description = await client.get_workflow_handle(ids.roster_id(event["id"])).describe()
+        description = await client.get_workflow_handle(ids.life_id(event["id"])).describe()
         assert description.status is not None and description.status.name == "COMPLETED"
 
 
@@ -241,15 +244,16 @@ async def test_the_roster_ends_with_the_event_also_when_the_course_is_kept(clien
     first = await (await starter.deploy_event(client, event, settings=settings)).result()
     deleted = await (await starter.delete_event(client, event, settings=settings)).result()
     assert deleted.kept and set(fake.site.enrolled(first.course_id or 0)) == user_ids(fake, event["participants"])
-    description = await client.get_workflow_handle(ids.roster_id(event["id"])).describe()
+    description = await client.get_workflow_handle(ids.life_id(event["id"])).describe()
     assert description.status is not None and description.status.name == "COMPLETED"
+    assert await roster_entries(client, event["id"]) == {}
 
-    # An event never deployed has no roster, and its delete starts none to end it.
+    # Deleting an event never deployed is a quiet no-op: nothing to delete, and its life ends at once.
     never = make_event(fake, participants=2)
-    await (await starter.delete_event(client, never, settings=settings)).result()
-    with pytest.raises(RPCError) as missing:
-        await client.get_workflow_handle(ids.roster_id(never["id"])).describe()
-    assert missing.value.status == RPCStatusCode.NOT_FOUND
+    quiet = await (await starter.delete_event(client, never, settings=settings)).result()
+    assert not quiet.deleted and not quiet.kept and quiet.course_id is None
+    description = await client.get_workflow_handle(ids.life_id(never["id"])).describe()
+    assert description.status is not None and description.status.name == "COMPLETED"
 
 
 @pytest.mark.parametrize("value", ["120", "-1", "many"])
@@ -294,18 +298,31 @@ async def test_deploy_command_stops_at_the_brake_and_goes_past_it_when_told(
     assert fake.site.enrolled(first.course_id) == {}
 
 
-async def test_the_roster_continues_as_new_and_keeps_every_entry(client: Client, settings: Settings) -> None:
-    roster_id = ids.roster_id(f"cx-{uuid.uuid4().hex[:8]}")
-    handle = await client.start_workflow(EventRoster.run, RosterState(), id=roster_id,
-                                         task_queue=settings.temporal_task_queue)
-    for i in range(UPDATES_PER_RUN + 5):
-        await handle.signal(EventRoster.record, RosterUpdate(put={f"p-{i}": RosterEntry(i, "student")},
-                                                              drop=[f"p-{i - 1}"] if i % 2 else []))
-    latest = client.get_workflow_handle(roster_id)
-    entries = await latest.query(EventRoster.entries)
-    # Each odd update drops the entry of the even one before it.
-    assert set(entries) == {f"p-{i}" for i in range(1, UPDATES_PER_RUN + 5, 2)} | {f"p-{UPDATES_PER_RUN + 4}"}
-    assert (await latest.describe()).run_id != handle.first_execution_run_id
+async def test_the_life_continues_as_new_and_keeps_its_roster_and_queue(client: Client, settings: Settings) -> None:
+    """Operations without end (here adds refused at once: the event is not deployed) keep the history bounded:
+    every OPERATIONS_PER_RUN the life continues as new, carrying the roster and what is queued."""
+    event_id = f"cx-{uuid.uuid4().hex[:8]}"
+    roster = {f"p-{i}": RosterEntry(i, "student") for i in range(50)}
+    total = 2 * OPERATIONS_PER_RUN + 5
+    ops = [Operation(op_id=f"op{i}", kind=OperationKind.ADD, workflow_id=ids.participant_id(event_id, "x", f"op{i}"),
+                     participant=parse_participant(make_person({"id": event_id}, "x")), moodle_course_id=2)
+           for i in range(total)]
+    handle = await client.start_workflow(EventLife.run, LifeInput(event_id=event_id, roster=roster, queue=ops[:5]),
+                                         id=ids.life_id(event_id), task_queue=settings.temporal_task_queue)
+    for op in ops[5:]:
+        await handle.signal(EventLife.operation, op)
+    await handle.signal(EventLife.record, RosterUpdate(put={"p-new": RosterEntry(99, "student")}, drop=["p-0"]))
+    latest = client.get_workflow_handle(ids.life_id(event_id))
+    view = await eventually(lambda: latest.query(EventLife.progress),
+                            lambda v: not v.queued_total and bool(v.recent) and v.recent[-1].op_id == f"op{total - 1}")
+    assert view.state == "not_deployed" and all(r.state == "refused" for r in view.recent)
+    assert len(view.recent) == RECENT_KEPT
+    assert set(await latest.query(EventLife.entries)) == {f"p-{i}" for i in range(1, 50)} | {"p-new"}
+    runs = [run async for run in client.list_workflows(f"WorkflowId = '{ids.life_id(event_id)}'")]
+    assert len(runs) >= 3  # continued as new twice at least
+    history = await latest.fetch_history()
+    assert len(history.events) < 4000
+    await latest.terminate("test done")
 
 
 async def test_an_enrolment_whose_answer_was_lost_is_still_the_services(client: Client, fake: FakeMoodle,

@@ -23,7 +23,7 @@ from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.starter import DeploymentProgress
 from openvle_moodle_sync.starter.cli import run as cli_run
 from openvle_moodle_sync.temporal_client import data_converter
-from openvle_moodle_sync.workflows import DeployEvent, ids
+from openvle_moodle_sync.workflows import DeployEvent
 from tests.conftest import make_settings
 from tests.proc import Processes, assert_deployed, people, processes_in, start_worker, worker_env
 
@@ -134,7 +134,7 @@ async def test_temporal_server_restarted_mid_deployment(processes: Processes, tm
     event = big_event(moodle.state()["template_course_id"], "killt")
     settings = make_settings(temporal_task_queue=queue)
 
-    await starter.deploy_event(client, event, settings=settings)
+    deploy_id = (await starter.deploy_event(client, event, settings=settings)).id
     await wait_until_partly_done(client, event["id"], at_least=40)
     server.kill()
     enrolled_while_down = len(moodle.state()["enrolments"])
@@ -144,7 +144,7 @@ async def test_temporal_server_restarted_mid_deployment(processes: Processes, tm
     server.start()
     server.wait_until_serving(60)
     client = await connect(server.address)
-    handle = client.get_workflow_handle_for(DeployEvent.run, ids.deploy_id(event["id"]))
+    handle = client.get_workflow_handle_for(DeployEvent.run, deploy_id)
     result = await asyncio.wait_for(handle.result(), 120)
 
     assert worker.alive() and "=== start 2" not in worker.output()  # the same worker reconnected

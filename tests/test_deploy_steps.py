@@ -12,7 +12,6 @@ from temporalio.client import Client, WorkflowHistory
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.settings import Settings
-from openvle_moodle_sync.workflows import ids
 from tests.conftest import make_event, running_worker
 
 
@@ -32,7 +31,7 @@ def activity_spans(history: WorkflowHistory) -> dict[str, list[tuple[int, int]]]
 async def deploy_history(client: Client, event: dict, settings: Settings) -> WorkflowHistory:
     handle = await starter.deploy_event(client, event, settings=settings)
     await handle.result()
-    return await client.get_workflow_handle(ids.deploy_id(event["id"]), run_id=handle.result_run_id).fetch_history()
+    return await client.get_workflow_handle(handle.id).fetch_history()
 
 
 async def test_first_deployment_reads_while_the_template_is_duplicated(client: Client, fake: FakeMoodle,

@@ -17,8 +17,8 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
+from openvle_moodle_sync.fairness import LARGE_PRIORITY, SMALL_EVENT, SMALL_PRIORITY, event_priority
 from openvle_moodle_sync.settings import Settings
-from openvle_moodle_sync.starter.fairness import LARGE_PRIORITY, SMALL_EVENT, SMALL_PRIORITY, event_priority
 from openvle_moodle_sync.workflows import ids
 from tests.conftest import make_event, running_worker
 
@@ -32,10 +32,12 @@ def test_priority_by_size_or_by_the_caller() -> None:
         event_priority("42", 20, 0)
 
 
-async def deployed_in(client: Client, event: dict[str, Any], settings: Settings) -> float:
+async def deployed_in(client: Client, event: dict[str, Any], settings: Settings) -> tuple[float, str]:
+    """How long the deployment took, and its workflow id."""
     started = time.monotonic()
-    await (await starter.deploy_event(client, event, settings=settings)).result()
-    return time.monotonic() - started
+    handle = await starter.deploy_event(client, event, settings=settings)
+    await handle.result()
+    return time.monotonic() - started, handle.id
 
 
 class SeenPriorities(ClientInterceptor, Interceptor):
@@ -77,20 +79,20 @@ async def test_small_event_is_not_queued_behind_a_large_one(client: Client, fake
     async with running_worker(client, settings, fake):
         large_run = asyncio.create_task(deployed_in(client, large, settings))
         await asyncio.sleep(1.5)  # the large event's tasks fill the queue
-        beside = await deployed_in(client, small, settings)
-        large_s = await large_run
+        beside, small_id = await deployed_in(client, small, settings)
+        large_s, large_id = await large_run
     assert beside < 0.4 * large_s, f"small event {beside:.2f} s beside a large one of {large_s:.2f} s"
 
-    small_history = await client.get_workflow_handle(ids.deploy_id(small["id"])).fetch_history()
+    small_history = await client.get_workflow_handle(small_id).fetch_history()
     assert started_priority(small_history) == PriorityProto(priority_key=SMALL_PRIORITY, fairness_key=small["id"])
-    child_id = ids.batch_id(large["id"], "students", 0)
+    child_id = ids.batch_id(large_id, "students", 0)
     child_history = await client.get_workflow_handle(child_id).fetch_history()
     assert started_priority(child_history) == PriorityProto(priority_key=LARGE_PRIORITY, fairness_key=large["id"])
     # Activities (the parent's and the children's) inherit their workflow's priority and fairness key.
     # A task handed straight to a waiting poller (no backlog) arrives without one: nothing to order there.
     backlogged = {run: seen - {(0, None)} for run, seen in recorder.seen.items()}
-    assert backlogged[ids.deploy_id(small["id"])] == {(SMALL_PRIORITY, small["id"])}
+    assert backlogged[small_id] == {(SMALL_PRIORITY, small["id"])}
     assert backlogged[child_id] == {(LARGE_PRIORITY, large["id"])}
     for run, seen in backlogged.items():
-        event_id = small["id"] if run == ids.deploy_id(small["id"]) else large["id"]
+        event_id = small["id"] if run == small_id else large["id"]
         assert seen <= {(SMALL_PRIORITY if event_id == small["id"] else LARGE_PRIORITY, event_id)}, run

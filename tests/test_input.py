@@ -136,4 +136,4 @@ async def test_starter_starts_nothing_on_bad_input(client: Client, settings: Set
     with pytest.raises(InputError):
         await starter.deploy_event(client, data, settings=settings)
     with pytest.raises(RPCError):
-        await client.get_workflow_handle(ids.deploy_id("bad-input-event")).describe()
+        await client.get_workflow_handle(ids.life_id("bad-input-event")).describe()

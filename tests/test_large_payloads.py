@@ -24,8 +24,8 @@ async def test_event_of_20000_participants_is_accepted(client: Client) -> None:
 
     big_client = Client(client.service_client, namespace=client.namespace, data_converter=converter)
     # No worker polls this queue: the run only has to be accepted and its input read back intact.
-    handle = await big_client.start_workflow(DeployEvent.run, DeployInput(event=event), id=ids.deploy_id(event.id),
-                                             task_queue="nobody-polls-this-queue")
+    handle = await big_client.start_workflow(DeployEvent.run, DeployInput(event=event),
+                                             id=ids.deploy_id(event.id, "big"), task_queue="nobody-polls-this-queue")
     history = await handle.fetch_history()
     stored = history.events[0].workflow_execution_started_event_attributes.input.payloads
     assert stored[0].ByteSize() < 512 * 1024

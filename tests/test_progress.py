@@ -13,7 +13,7 @@ from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.starter import cli
 from openvle_moodle_sync.starter.progress import _asked, _recorded
-from openvle_moodle_sync.workflows import DeployEvent, ids
+from openvle_moodle_sync.workflows import DeployEvent
 from tests.conftest import add_moodle_user, make_event, make_settings, running_worker
 
 
@@ -98,7 +98,7 @@ async def test_the_record_agrees_with_the_worker(client: Client, fake: FakeMoodl
         handle = await starter.deploy_event(client, event, settings=settings)
         with pytest.raises(Exception):  # noqa: B017 (DeploymentIncomplete: participant p-3)
             await handle.result()
-        typed = client.get_workflow_handle_for(DeployEvent.run, ids.deploy_id(event["id"]))
+        typed = client.get_workflow_handle_for(DeployEvent.run, handle.id)
         live = await _asked(client, typed, event["id"])
     recorded = await _recorded(client, typed, event["id"])
     assert live is not None

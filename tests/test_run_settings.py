@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment
 
 from fake_moodle import FakeMoodle
@@ -18,22 +19,33 @@ from openvle_moodle_sync.activities.plan_types import MailKind, PlanEventInput
 from openvle_moodle_sync.activities.types import EnsureUserInput, MatchKey, PlanInput, SyncConfig
 from openvle_moodle_sync.models import parse_event, parse_participant
 from openvle_moodle_sync.temporal_client import data_converter
-from openvle_moodle_sync.workflows import ChangeParticipant, DeployEvent, ids
-from openvle_moodle_sync.workflows.types import DeployInput
-from tests.conftest import add_moodle_user, make_event, make_person, make_settings, moodle_for, running_worker
+from tests.conftest import (
+    add_moodle_user,
+    eventually,
+    make_event,
+    make_person,
+    make_settings,
+    moodle_for,
+    running_worker,
+)
 
 
-async def waiting_for_the_deployment(handle: WorkflowHandle[Any, Any]) -> None:
-    for _ in range(100):
-        if "waiting" in (await handle.query(ChangeParticipant.progress)).stage:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the change never started waiting for the deployment")
+async def retrying_on_the_first_worker(handle: WorkflowHandle[Any, Any]) -> None:
+    """The change's run has started on the first worker (so it recorded that worker's settings) and is
+    retrying a Moodle call (Moodle is down)."""
+    async def attempts() -> int:
+        try:
+            description = await handle.describe()
+        except RPCError:
+            return 0
+        return max((a.attempt for a in description.raw_description.pending_activities), default=0)
+
+    await eventually(attempts, lambda n: n >= 2)
 
 
 async def test_a_run_keeps_its_settings_when_another_worker_takes_over(client: Client, fake: FakeMoodle) -> None:
-    """Two changes start on a worker matching by username and creating LDAP accounts, wait for a deployment,
-    and finish on a worker set to email and manual: the run's values still decide."""
+    """Two changes (of two events, so both run at once) start on a worker matching by username and creating
+    LDAP accounts, wait for Moodle, and finish on a worker set to email and manual: the run's values decide."""
     queue = f"test-{uuid.uuid4().hex[:8]}"
     first = make_settings(temporal_task_queue=queue, moodle_user_match_field="username", moodle_user_auth="ldap")
     later = make_settings(temporal_task_queue=queue, moodle_user_match_field="email", moodle_user_auth="manual")
@@ -44,17 +56,17 @@ async def test_a_run_keeps_its_settings_when_another_worker_takes_over(client: C
                                     firstname="Kim", lastname="Known")
     new = make_person(event, "new")
 
+    other = make_event(fake, participants=2)
     async with running_worker(client, first, fake):
-        await (await starter.deploy_event(client, event, settings=first)).result()
-        # A deployment of the event that runs on (nobody polls its queue): the changes wait for it.
-        blocker = await client.start_workflow(
-            DeployEvent.run, DeployInput(event=parse_event(event)), id=ids.deploy_id(event["id"]),
-            task_queue=f"nobody-{uuid.uuid4().hex[:8]}")
-        handles = [await starter.add_participant(client, event, p, settings=first) for p in (known, new)]
+        for ev in (event, other):
+            await (await starter.deploy_event(client, ev, settings=first)).result()
+        fake.faults.outage = "503"
+        handles = [await starter.add_participant(client, ev, p, settings=first) for ev, p in ((event, known),
+                                                                                              (other, new))]
         for handle in handles:
-            await waiting_for_the_deployment(handle)
+            await retrying_on_the_first_worker(handle)
+    fake.faults.outage = None
     async with running_worker(client, later, fake):
-        await blocker.terminate("test: the deployment is over")
         known_result, new_result = [await asyncio.wait_for(h.result(), 60) for h in handles]
 
     assert known_result.applied[-1].moodle_user_id == account.id  # matched by username, as the run recorded
@@ -76,14 +88,12 @@ async def test_a_removal_finds_the_account_by_the_runs_match_field(client: Clien
     async with running_worker(client, first, fake):
         course_id = (await (await starter.deploy_event(client, event, settings=first)).result()).course_id
         await (await starter.add_participant(client, event, known, settings=first)).result()
-        blocker = await client.start_workflow(
-            DeployEvent.run, DeployInput(event=parse_event(event)), id=ids.deploy_id(event["id"]),
-            task_queue=f"nobody-{uuid.uuid4().hex[:8]}")
+        fake.faults.outage = "503"
         handle = await starter.remove_participant(client, event, known, settings=first)
-        await waiting_for_the_deployment(handle)
+        await retrying_on_the_first_worker(handle)
+    fake.faults.outage = None
     assert account.id in fake.site.enrolled(course_id)
     async with running_worker(client, later, fake):
-        await blocker.terminate("test: the deployment is over")
         result = await asyncio.wait_for(handle.result(), 60)
     assert result.applied[-1].moodle_user_id == account.id
     assert account.id not in fake.site.enrolled(course_id)

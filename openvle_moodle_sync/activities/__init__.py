@@ -1,6 +1,5 @@
-"""The activities: all I/O of the workflows (Moodle calls, and watching a deployment)."""
+"""The activities: all I/O of the workflows (Moodle calls, and reading an event's roster for a plan)."""
 
-from .deployment_watch import DeploymentWatch
 from .moodle_sync import MoodleSyncActivities
 
-__all__ = ["DeploymentWatch", "MoodleSyncActivities"]
+__all__ = ["MoodleSyncActivities"]

@@ -188,7 +188,8 @@ class MoodleSyncActivities(WithdrawActivities):
             if template is None:
                 raise sync_error(
                     f"Template course {spec.template_course_id} does not exist in Moodle. Check the "
-                    "environment's moodleCourseId (search courses with `python -m starter courses`).",
+                    "environment's moodleCourseId (search courses with `openvle-moodle-sync courses`), then deploy "
+                    "the event again.",
                     ErrorType.TEMPLATE_NOT_FOUND, template_course_id=spec.template_course_id,
                 )
             activity.heartbeat("duplicating the template")
@@ -205,7 +206,7 @@ class MoodleSyncActivities(WithdrawActivities):
             raise sync_error(
                 f"The copy of the template (Moodle course {pending['id']}) could not take the short name "
                 f"{spec.slug!r}: {error.detail} Free the short name in Moodle or give the event another slug, "
-                "then re-run the deployment; the copy is kept and reused.",
+                "then deploy the event again; the copy is kept and reused.",
                 ErrorType.SLUG_TAKEN, course_id=pending["id"], warnings=sorted(error.codes),
             )
         return CourseRef(id=pending["id"], shortname=spec.slug, created=True)
@@ -213,7 +214,16 @@ class MoodleSyncActivities(WithdrawActivities):
     @activity.defn
     @moodle_errors
     async def hide_course(self, course_id: int) -> None:
-        warnings = await self.moodle.update_courses([{"id": course_id, "visible": 0}])
+        await self._set_visible(course_id, False)
+
+    @activity.defn
+    @moodle_errors
+    async def show_course(self, course_id: int) -> None:
+        """An archived event reopened: its course is visible again."""
+        await self._set_visible(course_id, True)
+
+    async def _set_visible(self, course_id: int, visible: bool) -> None:
+        warnings = await self.moodle.update_courses([{"id": course_id, "visible": int(visible)}])
         if warnings:
             raise MoodleWarningsError(warnings, function="core_course_update_courses")
 
@@ -494,7 +504,7 @@ class MoodleSyncActivities(WithdrawActivities):
 
     def all(self) -> list:
         """Every activity, for the worker to register."""
-        return [self.load_sync_config, self.find_event_course, self.prepare_course, self.hide_course,
+        return [self.load_sync_config, self.find_event_course, self.prepare_course, self.hide_course, self.show_course,
                 self.delete_course, self.plan_deployment, self.enrol_user, self.unenrol_users,
                 self.plan_archive, self.find_user, self.find_users, self.ensure_user,
                 self.check_unenrol_action, self.withdraw_user, self.withdraw_users]

@@ -1,30 +1,21 @@
-"""The event's roster: whom this service enrolled in the event's course, kept by the workflow `EventRoster`.
+"""The event's roster: whom this service enrolled in the event's course, kept by the event's `EventLife`.
 
-Deploy, add, remove, archive and delete tell the roster what they did; a deploy reads it to know whom it
-may take away (only people it enrolled itself, never people enrolled in Moodle by other means). The roster
-lives in a long-running workflow, so it survives worker crashes, re-runs and the namespace's retention
-window (retention applies only to closed workflows). These activities are its door for other workflows:
-a workflow cannot signal-with-start another one itself.
+Deploy, add, remove and archive tell it what they did (a signal to their parent `EventLife`); a deploy gets it
+in its input to know whom it may take away (only people it enrolled itself, never people enrolled in Moodle
+by other means). It lives in a long-running workflow, so it survives worker crashes, re-runs and the
+namespace's retention window. `read_roster` is the door for `PlanEvent`, which runs beside the event's life.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from openvle_moodle_sync.contracts import ErrorType
-
-ROSTER_WORKFLOW = "EventRoster"
-"""The roster workflow's type name."""
-RECORD_SIGNAL = "record"
-"""Signal that applies a `RosterUpdate`."""
-ENTRIES_QUERY = "entries"
-"""Query that returns the roster: participant id -> `RosterEntry`."""
+from openvle_moodle_sync.contracts import ENTRIES_QUERY, ErrorType
 
 
 @dataclass(frozen=True)
@@ -45,34 +36,29 @@ def active(entries: dict[str, RosterEntry]) -> dict[str, RosterEntry]:
 
 @dataclass(frozen=True)
 class RosterUpdate:
-    """What a run did: set semantics, so applying it twice (a retried activity) changes nothing."""
+    """What a run did: set semantics, so applying it twice changes nothing."""
 
     put: dict[str, RosterEntry] = field(default_factory=dict)
     """participant id -> entry, for people this service enrolled (or whose role it changed)."""
     drop: list[str] = field(default_factory=list)
     """participant ids taken away from the course."""
     drop_role: str | None = None
-    """Every entry with this role goes (archive unenrols the students)."""
-    close: bool = False
-    """The course is gone (event deleted): forget everyone and end the roster."""
+    """Every entry with this role goes (archive takes the students away)."""
     withdrawn: bool = False
     """The people ``drop`` and ``drop_role`` name stay enrolled in Moodle (suspended, or without a role): keep
-    them, marked withdrawn, so that restoring them later makes them the service's again. (A worker of an
-    earlier version ignores this and drops them, as it always did.)"""
+    them, marked withdrawn, so that restoring them later makes them the service's again."""
 
 
-@dataclass(frozen=True)
-class RosterState:
-    """The roster's input: what it holds when it starts or continues as new."""
-
-    entries: dict[str, RosterEntry] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RecordInput:
-    roster_workflow_id: str
-    event_id: str
-    update: RosterUpdate
+def apply_update(entries: dict[str, RosterEntry], update: RosterUpdate) -> None:
+    """Apply ``update`` to ``entries`` in place, walking the entries in their own order (deterministic)."""
+    dropped = set(update.drop)  # for look-ups only: the entries' own order is walked (a set's is not stable)
+    for participant_id, entry in list(entries.items()):
+        if participant_id in dropped or entry.role == update.drop_role:
+            if update.withdrawn:
+                entries[participant_id] = replace(entry, withdrawn=True)
+            else:
+                del entries[participant_id]
+    entries.update(update.put)
 
 
 #: Answers of Temporal that no retry changes: the run fails with the reason instead of retrying forever.
@@ -87,8 +73,7 @@ def roster_failure(error: RPCError, doing: str) -> Exception:
         return error
     return ApplicationError(
         f"Temporal refused to {doing} ({error.status.name}: {error.message}). Check the worker's Temporal "
-        "permissions and that the namespace has the OpenVLEEventId search attribute (the worker registers it "
-        "at start-up), then re-run.", type=ErrorType.ROSTER_REFUSED, non_retryable=True)
+        "permissions, then re-run.", type=ErrorType.ROSTER_REFUSED, non_retryable=True)
 
 
 class RosterActivities:
@@ -96,39 +81,15 @@ class RosterActivities:
         self.client = client
 
     @activity.defn
-    async def record_roster(self, spec: RecordInput) -> None:
-        """Send the update to the event's roster, starting the roster if it does not run yet (an update that
-        ends the roster goes only to a running one: none is started to be ended)."""
-        from openvle_moodle_sync.workflows.ids import EVENT_ID_ATTRIBUTE  # here: workflows import this module
-
-        if spec.update.close:
-            try:
-                await self.client.get_workflow_handle(spec.roster_workflow_id).signal(RECORD_SIGNAL, spec.update)
-            except RPCError as error:
-                if error.status != RPCStatusCode.NOT_FOUND:  # none runs: never made, or ended already
-                    raise roster_failure(error, f"end the roster of event {spec.event_id}") from None
-            return
+    async def read_roster(self, life_workflow_id: str) -> dict[str, RosterEntry]:
+        """The roster; empty when the event has no life yet (never deployed)."""
         try:
-            await self.client.start_workflow(
-                ROSTER_WORKFLOW, RosterState(), id=spec.roster_workflow_id, task_queue=activity.info().task_queue,
-                start_signal=RECORD_SIGNAL, start_signal_args=[spec.update],
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=TypedSearchAttributes([SearchAttributePair(EVENT_ID_ATTRIBUTE, spec.event_id)]),
-                static_summary=f"Whom openvle-moodle-sync enrolled for event {spec.event_id}",
-            )
-        except RPCError as error:
-            raise roster_failure(error, f"update the roster of event {spec.event_id}") from None
-
-    @activity.defn
-    async def read_roster(self, roster_workflow_id: str) -> dict[str, RosterEntry]:
-        """The roster; empty when the event has none yet (never deployed, or deployed before rosters)."""
-        try:
-            return await self.client.get_workflow_handle(roster_workflow_id).query(
+            return await self.client.get_workflow_handle(life_workflow_id).query(
                 ENTRIES_QUERY, result_type=dict[str, RosterEntry])
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
                 return {}
-            raise roster_failure(error, f"read the roster {roster_workflow_id}") from None
+            raise roster_failure(error, f"read the roster of {life_workflow_id}") from None
 
     def all(self) -> list:
-        return [self.record_roster, self.read_roster]
+        return [self.read_roster]

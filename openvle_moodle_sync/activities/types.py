@@ -29,8 +29,8 @@ class SyncConfig:
     """MOODLE_UNENROL_ACTION: unenrol, keep, suspend or remove_roles (older runs recorded none: unenrol)."""
     max_removal_percent: float = 25.0
     """MOODLE_MAX_REMOVAL_PERCENT: the mass-removal brake of a deploy (runs recorded before it had it: 25)."""
-    user_auth: str | None = None
-    """MOODLE_USER_AUTH (None: a run recorded before it was kept; the worker's setting then)."""
+    user_auth: str = "manual"
+    """MOODLE_USER_AUTH."""
 
 
 @dataclass(frozen=True)

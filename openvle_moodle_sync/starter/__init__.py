@@ -2,11 +2,17 @@
 ``openvle-moodle-sync`` is the same for operators."""
 
 from openvle_moodle_sync.activities.plan_types import EventPlan
+from openvle_moodle_sync.lifecycle import LifeState, OperationKind, OperationState
 from openvle_moodle_sync.models import Event, InputError, Participant
 from openvle_moodle_sync.moodle.errors import MoodleError
 from openvle_moodle_sync.settings import ConfigError
 
 from .api import (
+    EventArchived,
+    EventDeleted,
+    EventNotDeployed,
+    EventStateError,
+    OperationHandle,
     add_participant,
     archive_event,
     delete_event,
@@ -24,9 +30,17 @@ __all__ = [
     "DeploymentNotFound",
     "DeploymentProgress",
     "Event",
+    "EventArchived",
+    "EventDeleted",
+    "EventNotDeployed",
     "EventPlan",
+    "EventStateError",
     "InputError",
+    "LifeState",
     "MoodleError",
+    "OperationHandle",
+    "OperationKind",
+    "OperationState",
     "Participant",
     "ParticipantProgress",
     "PendingActivity",

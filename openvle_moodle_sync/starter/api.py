@@ -6,20 +6,23 @@ see `temporal_client.connect`) and calls these coroutines with it::
     handle = await starter.deploy_event(client, event)
     result = await handle.result()
 
-Every function validates its input first (`models.InputError` names the field and participant) and
-starts nothing on bad input, so nothing is left half-done in Moodle.
+Every operation on an event goes to the event's `EventLife` workflow, which runs them one at a time in the
+order they were asked (`docs/workflows.md`, "One life per event"). A call returns once Temporal holds the
+operation, without waiting for a worker. It validates its input first (`models.InputError` names the field
+and participant) and refuses, with an `EventStateError`, an operation that makes no sense in the event's
+state (an add to an archived event, say): in both cases nothing is started and nothing written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any, TypedDict
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import (
-    Priority,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -28,87 +31,212 @@ from temporalio.common import (
 from temporalio.service import RPCError
 
 from openvle_moodle_sync.activities.plan_types import EventPlan, PlanRequest
-from openvle_moodle_sync.contracts import REQUEST_SIGNAL
+from openvle_moodle_sync.contracts import OPERATION_SIGNAL, ErrorType
+from openvle_moodle_sync.fairness import event_priority
+from openvle_moodle_sync.lifecycle import LifeState, OperationKind, OperationState, Refusal, refusal
 from openvle_moodle_sync.models import Event, Participant, parse_event, parse_participant
 from openvle_moodle_sync.moodle import client_from_settings
 from openvle_moodle_sync.settings import Settings, get_settings
-from openvle_moodle_sync.starter.fairness import event_priority
-from openvle_moodle_sync.workflows import ArchiveEvent, ChangeParticipant, DeleteEvent, DeployEvent, PlanEvent, ids
+from openvle_moodle_sync.workflows import EventLife, PlanEvent, ids
 from openvle_moodle_sync.workflows.types import (
-    Action,
     ArchiveResult,
-    ChangeRequest,
     ChangeResult,
     DeleteResult,
-    DeployInput,
     DeployResult,
-    EventRef,
+    LifeInput,
+    LifeView,
+    Operation,
+    OperationView,
 )
 
-from .progress import DeploymentNotFound, DeploymentProgress, read_progress
+from .progress import DeploymentNotFound, DeploymentProgress, read_life, read_progress
 from .temporal_errors import is_workflow_not_found
 
 EventLike = Event | Mapping[str, Any]
 ParticipantLike = Participant | Mapping[str, Any]
+R = TypeVar("R")
 
-class _EventRun(TypedDict):
-    task_queue: str
-    search_attributes: TypedSearchAttributes
-    priority: Priority
+SETTLE_TIMEOUT = timedelta(seconds=10)
 
 
-class _OneRunAtATime(TypedDict):
-    id_conflict_policy: WorkflowIDConflictPolicy
-    id_reuse_policy: WorkflowIDReusePolicy
+# --- refusals ---------------------------------------------------------------------------------------------
 
 
-#: A second start of the same work joins the run that is going; a finished or failed one may run again.
-ONE_RUN_AT_A_TIME: _OneRunAtATime = {"id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
-                                     "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE}
+class EventStateError(Exception):
+    """An operation that makes no sense in the event's state, refused before anything was written: at the
+    call (from what the server holds about the event), or when the event's life took it up (then raised by
+    the handle's ``result()``). ``str(error)`` says why; ``next_step`` what to do."""
+
+    def __init__(self, message: str, *, event_id: str, operation: OperationKind, state: LifeState,
+                 since: str | None, next_step: str, error_type: str) -> None:
+        super().__init__(message)
+        self.message, self.event_id, self.operation, self.state = message, event_id, operation, state
+        self.since, self.next_step, self.error_type = since, next_step, error_type
 
 
-def _event_run(event_id: str, settings: Settings | None, *, participants: int = 1,
-               priority: int | None = None) -> _EventRun:
-    """What every run of an event starts with: the task queue, the event's search attribute (the UI's
-    filter) and its priority and fairness key (see `starter.fairness`)."""
-    return {
-        "task_queue": (settings or get_settings()).temporal_task_queue,
-        "search_attributes": TypedSearchAttributes([SearchAttributePair(ids.EVENT_ID_ATTRIBUTE, event_id)]),
-        "priority": event_priority(event_id, participants, priority),
-    }
+class EventNotDeployed(EventStateError, DeploymentNotFound):
+    """Add, remove, archive or rerun of an event that was never deployed (or whose deployment never made its
+    course)."""
+
+
+class EventArchived(EventStateError):
+    """Add, remove or rerun of an archived event, or a deploy without ``reopen=True``."""
+
+
+class EventDeleted(EventStateError):
+    """Add, remove, archive or rerun of a deleted event, or a deploy without ``reopen=True``."""
+
+
+_REFUSAL_CLASSES: dict[str, type[EventStateError]] = {
+    ErrorType.EVENT_NOT_DEPLOYED: EventNotDeployed, ErrorType.EVENT_ARCHIVED: EventArchived,
+    ErrorType.EVENT_DELETED: EventDeleted}
+
+
+def _refusal_error(refused: Refusal, *, event_id: str, operation: OperationKind, state: LifeState,
+                   since: str | None) -> EventStateError:
+    return _REFUSAL_CLASSES[refused.error_type](
+        refused.message, event_id=event_id, operation=operation, state=state, since=since,
+        next_step=refused.next_step, error_type=refused.error_type)
+
+
+async def _check(client: Client, event_id: str, kind: OperationKind, *, reopen: bool = False) -> None:
+    """Raise `EventStateError` when ``kind`` makes no sense for the event as the server holds it, once the
+    operations already queued have run. Where the record is not current (an operation still on its way to the
+    worker), the event's life checks when it takes the operation up."""
+    record = await read_life(client, event_id)
+    if record is None:
+        state, since, deployed_before = LifeState.NOT_DEPLOYED, None, False
+    elif not record.current or record.view is None:
+        return
+    else:
+        view = record.view
+        state, deployed_before = view.projected, view.deployed_before
+        since = view.since if view.projected == view.state else None
+    refused = refusal(kind, state, event_id=event_id, since=since, reopen=reopen, deployed_before=deployed_before)
+    if refused is not None:
+        raise _refusal_error(refused, event_id=event_id, operation=kind, state=state, since=since)
+
+
+# --- operations ---------------------------------------------------------------------------------------------
+
+
+class OperationHandle(WorkflowHandle[Any, R], Generic[R]):
+    """The handle of one operation on an event: ``.id`` is the id of the child workflow that carries it out
+    (it may not have started yet: the event's life runs operations in order), and ``await result()`` waits
+    for it. An operation joined to an identical one, or a queued deploy replaced by a later one, gives that
+    one's result; one refused when the life took it up raises `EventStateError`."""
+
+    def __init__(self, client: Client, workflow_id: str, *, result_type: type[R], event_id: str,
+                 op_id: str) -> None:
+        super().__init__(client, workflow_id, result_type=result_type)
+        self.event_id, self.op_id = event_id, op_id
+
+    async def result(self, *, follow_runs: bool = True, rpc_metadata: Mapping[str, str | bytes] = {},
+                     rpc_timeout: timedelta | None = None) -> R:
+        target, delay = self.id, 0.05
+        while True:
+            try:
+                result = await self._client.get_workflow_handle(target, result_type=self._result_type).result(
+                    follow_runs=follow_runs, rpc_metadata=rpc_metadata, rpc_timeout=rpc_timeout)
+            except RPCError as error:
+                if not is_workflow_not_found(error):
+                    raise
+            except WorkflowFailureError:
+                await self._settled(target)
+                raise
+            else:
+                await self._settled(target)
+                return result
+            record = await read_life(self._client, self.event_id)
+            life = record.view if record else None
+            view = life.find(self.op_id) if life else None
+            if life is not None and view is not None and view.state == OperationState.REFUSED:
+                raise _refused_view(view, life)
+            if view is not None and view.joined and view.joined != target:
+                target = view.joined
+                continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+    async def _settled(self, target: str) -> None:
+        """Wait (a moment, at most SETTLE_TIMEOUT) until the event's life has taken the operation's end into
+        its state, so that what the caller does next sees it (the roster, the event's state)."""
+        deadline = asyncio.get_running_loop().time() + SETTLE_TIMEOUT.total_seconds()
+        while asyncio.get_running_loop().time() < deadline:
+            record = await read_life(self._client, self.event_id)
+            current = record.view.current if record and record.view else None
+            if current is None or current.workflow_id != target:
+                return
+            await asyncio.sleep(0.02)
+
+
+def _refused_view(view: OperationView, life: LifeView) -> EventStateError:
+    cls = _REFUSAL_CLASSES.get(view.failure_type or "", EventStateError)
+    return cls(view.failure or "refused", event_id=life.event_id, operation=view.kind, state=life.state,
+               since=life.since, next_step=view.next_step or "", error_type=view.failure_type or "")
+
+
+async def _send(client: Client, event_id: str, settings: Settings | None, op: Operation) -> None:
+    """Hand the operation to the event's life, starting it if it has none (signal with start)."""
+    await client.start_workflow(
+        EventLife.run, LifeInput(event_id=event_id), id=ids.life_id(event_id),
+        task_queue=(settings or get_settings()).temporal_task_queue,
+        start_signal=OPERATION_SIGNAL, start_signal_args=[op],
+        search_attributes=TypedSearchAttributes([SearchAttributePair(ids.EVENT_ID_ATTRIBUTE, event_id)]),
+        static_summary=f"Life of event {event_id} in Moodle: its operations, in order",
+        priority=event_priority(event_id, 1),
+        # A deleted event's life has ended: a deploy with reopen starts a new one under the same id.
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+
+
+async def _operate(client: Client, event_id: str, kind: OperationKind, workflow_id: Any, result_type: type[R],
+                   settings: Settings | None, *, priority: int | None, reopen: bool = False,
+                   **fields: Any) -> OperationHandle[R]:
+    if priority is not None:
+        event_priority(event_id, 1, priority)  # a priority out of range is refused before anything is sent
+    await _check(client, event_id, kind, reopen=reopen)
+    op_id = uuid.uuid4().hex[:10]
+    op = Operation(op_id=op_id, kind=kind, workflow_id=workflow_id(op_id), asked_at=datetime.now(UTC).isoformat(),
+                   reopen=reopen, priority=priority, **fields)
+    await _send(client, event_id, settings, op)
+    return OperationHandle(client, op.workflow_id, result_type=result_type, event_id=event_id, op_id=op_id)
 
 
 async def deploy_event(client: Client, event: EventLike, *, settings: Settings | None = None,
-                       allow_mass_removal: bool = False,
-                       priority: int | None = None) -> WorkflowHandle[DeployEvent, DeployResult]:
-    """Start the deployment of an event: Moodle converges on the event as given (duplicate the template,
-    create and enrol participants, fix roles, take away the people it enrolled earlier who are no longer
-    listed). A deploy that would take away more than MOODLE_MAX_REMOVAL_PERCENT of them, and more than 2,
-    takes nobody away and fails ``MassRemovalBlocked``; ``allow_mass_removal=True`` goes past it once.
+                       allow_mass_removal: bool = False, reopen: bool = False,
+                       priority: int | None = None) -> OperationHandle[DeployResult]:
+    """Deploy the event: Moodle converges on the event as given (duplicate the template, create and enrol
+    participants, fix roles, take away the people it enrolled earlier who are no longer listed). A deploy that
+    would take away more than MOODLE_MAX_REMOVAL_PERCENT of them, and more than 2, takes nobody away and
+    fails ``MassRemovalBlocked``; ``allow_mass_removal=True`` goes past it once.
+
+    Asked while another deploy of the event runs, it runs after it (a deploy still queued is replaced by a
+    later one); asked twice with the same list and options, the second joins the first. An archived or
+    deleted event is refused (`EventArchived`, `EventDeleted`) unless ``reopen=True``, which starts its life
+    again: an archived event's course is shown again, a deleted one's copied anew.
 
     ``priority`` (1 first … 5 last) orders its tasks against other events' on the task queue; by default
-    events of up to 500 participants get 2 and larger ones 3 (see `starter.fairness`).
+    by size (see `starter.fairness`).
 
     >>> handle = await deploy_event(client, {"id": "42", "name": "Linux Workshop", "slug": "linux-ws",
     ...                                      "moodle_course_id": 17, "participants": [...]})
     >>> (await handle.result()).course_id
     """
     ev = parse_event(event)
-    return await client.start_workflow(
-        DeployEvent.run, DeployInput(event=ev, allow_mass_removal=allow_mass_removal), id=ids.deploy_id(ev.id),
-        static_summary=f"Deploy event {ev.id} ({ev.name}) to Moodle",
-        static_details=f"Event **{ev.id}** `{ev.slug}`: {len(ev.participants)} participants, "
-                       f"template course {ev.moodle_course_id}",
-        **_event_run(ev.id, settings, participants=len(ev.participants), priority=priority), **ONE_RUN_AT_A_TIME,
-    )
+    return await _operate(client, ev.id, OperationKind.DEPLOY, lambda op: ids.deploy_id(ev.id, op), DeployResult,
+                          settings, priority=priority, reopen=reopen, event=ev,
+                          allow_mass_removal=allow_mass_removal)
 
 
 async def plan_event(client: Client, event: EventLike, *, settings: Settings | None = None) -> EventPlan:
     """What a deploy of the event would do now, without writing anything to Moodle or sending a mail.
 
-    Runs as the short workflow `PlanEvent` on the worker (the Moodle token stays there). Raises
-    `models.InputError` for a bad event (nothing started) and `WorkflowFailureError` when Moodle cannot
-    be read.
+    Runs as the short workflow `PlanEvent` on the worker (the Moodle token stays there), beside the event's
+    life. Raises `models.InputError` for a bad event (nothing started) and `WorkflowFailureError` when Moodle
+    cannot be read. ``plan.problems`` lists what would stop the deploy (a missing template, a taken slug).
 
     >>> plan = await plan_event(client, event)
     >>> plan.course.action, [r.participant_id for r in plan.remove], plan.blocked_by_brake
@@ -117,129 +245,83 @@ async def plan_event(client: Client, event: EventLike, *, settings: Settings | N
     return await client.execute_workflow(
         PlanEvent.run, PlanRequest(event=ev), id=ids.plan_id(ev.id, uuid.uuid4().hex[:12]),
         static_summary=f"Plan of event {ev.id} ({ev.name}): reads only",
-        **_event_run(ev.id, settings),  # reads only: as quick as a small event's work
+        task_queue=(settings or get_settings()).temporal_task_queue,
+        search_attributes=TypedSearchAttributes([SearchAttributePair(ids.EVENT_ID_ATTRIBUTE, ev.id)]),
+        priority=event_priority(ev.id, 1),  # reads only: as quick as a small event's work
     )
 
 
-async def _change(client: Client, action: Action, event: EventLike, participant: ParticipantLike,
-                  settings: Settings | None, priority: int | None
-                  ) -> WorkflowHandle[ChangeParticipant, ChangeResult]:
+async def _change(client: Client, kind: OperationKind, event: EventLike, participant: ParticipantLike,
+                  settings: Settings | None, priority: int | None) -> OperationHandle[ChangeResult]:
     ev, p = parse_event(event), parse_participant(participant)
-    change = ChangeRequest(action=action, event_id=ev.id, moodle_course_id=ev.moodle_course_id, participant=p)
-    # Signal-with-start: changes of one participant queue in one workflow and never race.
-    return await client.start_workflow(
-        ChangeParticipant.run, change, id=ids.participant_id(ev.id, p.id),
-        start_signal=REQUEST_SIGNAL, start_signal_args=[change],
-        static_summary=f"{action.capitalize()} participant {p.id} of event {ev.id}",
-        **_event_run(ev.id, settings, priority=priority), **ONE_RUN_AT_A_TIME,
-    )
+    return await _operate(client, ev.id, kind, lambda op: ids.participant_id(ev.id, p.id, op), ChangeResult,
+                          settings, priority=priority, participant=p, moodle_course_id=ev.moodle_course_id)
 
 
 async def add_participant(client: Client, event: EventLike, participant: ParticipantLike, *,
                           settings: Settings | None = None, priority: int | None = None
-                          ) -> WorkflowHandle[ChangeParticipant, ChangeResult]:
-    """A participant joined an active event: create them in Moodle if needed and enrol them.
+                          ) -> OperationHandle[ChangeResult]:
+    """A participant joined the event: create them in Moodle if needed and enrol them. Asked during a deploy,
+    it applies after it; refused (`EventStateError`) for an event not deployed, archived or deleted.
 
     >>> await add_participant(client, event, {"id": "p-3", "username": "carol", "email": "carol@example.com",
     ...                                       "first_name": "Carol", "last_name": "King", "role": "student"})
     """
-    return await _change(client, Action.ADD, event, participant, settings, priority)
+    return await _change(client, OperationKind.ADD, event, participant, settings, priority)
 
 
 async def remove_participant(client: Client, event: EventLike, participant: ParticipantLike, *,
                              settings: Settings | None = None, priority: int | None = None
-                             ) -> WorkflowHandle[ChangeParticipant, ChangeResult]:
-    """A participant left an active event: take them away by MOODLE_UNENROL_ACTION (with the default,
-    ``unenrol``, Moodle drops their grades in that course).
+                             ) -> OperationHandle[ChangeResult]:
+    """A participant left the event: take them away by MOODLE_UNENROL_ACTION (with the default, ``unenrol``,
+    Moodle drops their grades in that course). Refused like `add_participant`.
 
     >>> await remove_participant(client, event, {"id": "p-3", ...})
     """
-    return await _change(client, Action.REMOVE, event, participant, settings, priority)
+    return await _change(client, OperationKind.REMOVE, event, participant, settings, priority)
 
 
-def _ref(event: EventLike) -> EventRef:
-    # Archive and delete need only the id and the mapping; the rest of the event may be stale.
+def event_ref(event: EventLike) -> tuple[str, int | None]:
+    """The id and the template mapping of an event: all archive and delete need (the rest may be stale)."""
     ev = parse_event({"name": "-", "slug": "-", **event, "participants": []}) if isinstance(event, Mapping) else event
-    return EventRef(event_id=ev.id, moodle_course_id=ev.moodle_course_id)
+    return ev.id, ev.moodle_course_id
 
 
 async def archive_event(client: Client, event: EventLike, *, settings: Settings | None = None,
-                        priority: int | None = None) -> WorkflowHandle[ArchiveEvent, ArchiveResult]:
+                        priority: int | None = None) -> OperationHandle[ArchiveResult]:
     """The event ended: take its students away by MOODLE_UNENROL_ACTION, keep its instructors, hide the course.
+    Refused (`EventStateError`) for an event never deployed or deleted.
 
     >>> await (await archive_event(client, event)).result()
     """
-    ref = _ref(event)
-    return await client.start_workflow(
-        ArchiveEvent.run, ref, id=ids.archive_id(ref.event_id),
-        static_summary=f"Archive event {ref.event_id} in Moodle",
-        **_event_run(ref.event_id, settings, priority=priority), **ONE_RUN_AT_A_TIME,
-    )
+    event_id, course = event_ref(event)
+    return await _operate(client, event_id, OperationKind.ARCHIVE, lambda op: ids.archive_id(event_id, op),
+                          ArchiveResult, settings, priority=priority, moodle_course_id=course)
 
 
 async def delete_event(client: Client, event: EventLike, *, settings: Settings | None = None,
-                       priority: int | None = None) -> WorkflowHandle[DeleteEvent, DeleteResult]:
-    """The event was deleted: delete its course if MOODLE_DELETE_COURSE_ON_EVENT_DELETE is true.
+                       priority: int | None = None) -> OperationHandle[DeleteResult]:
+    """The event was deleted: delete its course if MOODLE_DELETE_COURSE_ON_EVENT_DELETE is true, and end its
+    life (its roster goes; a kept course keeps its people). Never refused: an event never deployed has
+    nothing to delete.
 
     >>> (await (await delete_event(client, event)).result()).deleted
     """
-    ref = _ref(event)
-    return await client.start_workflow(
-        DeleteEvent.run, ref, id=ids.delete_id(ref.event_id), static_summary=f"Delete event {ref.event_id} in Moodle",
-        **_event_run(ref.event_id, settings, priority=priority), **ONE_RUN_AT_A_TIME,
-    )
+    event_id, course = event_ref(event)
+    return await _operate(client, event_id, OperationKind.DELETE, lambda op: ids.delete_id(event_id, op),
+                          DeleteResult, settings, priority=priority, moodle_course_id=course)
 
 
 async def rerun_deployment(client: Client, event_id: str, *, settings: Settings | None = None,
-                           priority: int | None = None) -> WorkflowHandle[DeployEvent, DeployResult]:
-    """Start the event's last deployment again under its id, with the same event; it only does what is
-    missing (accounts and enrolments already in Moodle are skipped without a write or a mail).
+                           priority: int | None = None) -> OperationHandle[DeployResult]:
+    """Deploy the event again as it was last deployed, with the participant changes asked since; it only does
+    what is missing (accounts and enrolments already in Moodle are skipped without a write or a mail).
+    Refused for an event never deployed (`EventNotDeployed`, a `DeploymentNotFound`), archived or deleted.
 
     >>> await (await rerun_deployment(client, "42")).result()
     """
-    handle = client.get_workflow_handle(ids.deploy_id(event_id))
-    try:
-        history = await handle.fetch_history()
-    except RPCError as error:
-        if is_workflow_not_found(error):
-            raise DeploymentNotFound(f"event {event_id} has no deployment to re-run; deploy it first") from None
-        raise
-    first = history.events[0]
-    (request,) = await client.data_converter.decode(
-        first.workflow_execution_started_event_attributes.input.payloads, [DeployInput])
-    changes = await _changes_since(client, event_id, first.event_time.ToDatetime(tzinfo=UTC))
-    return await deploy_event(client, _with_changes(request.event, changes), settings=settings,
-                              priority=priority)
-
-
-async def _changes_since(client: Client, event_id: str, since: datetime) -> list[ChangeRequest]:
-    """The latest requested change of each participant changed after ``since`` (the deployment's start),
-    so that a re-run does not bring back someone removed meanwhile, nor forget someone added."""
-    latest: dict[str, tuple[datetime, str | None]] = {}
-    query = f"{ids.EVENT_ID_ATTRIBUTE.name} = '{event_id}' AND WorkflowType = 'ChangeParticipant'"
-    async for run in client.list_workflows(query):
-        if run.start_time > since and (run.id not in latest or run.start_time > latest[run.id][0]):
-            latest[run.id] = (run.start_time, run.run_id)
-    changes = []
-    for workflow_id, (_, run_id) in sorted(latest.items(), key=lambda item: item[1][0]):
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        requested = [e.workflow_execution_signaled_event_attributes.input for e in history.events
-                     if e.HasField("workflow_execution_signaled_event_attributes")
-                     and e.workflow_execution_signaled_event_attributes.signal_name == REQUEST_SIGNAL]
-        if requested:
-            (change,) = await client.data_converter.decode(requested[-1].payloads, [ChangeRequest])
-            changes.append(change)
-    return changes
-
-
-def _with_changes(event: Event, changes: list[ChangeRequest]) -> Event:
-    participants = {p.id: p for p in event.participants}
-    for change in changes:
-        if change.action == Action.ADD:
-            participants[change.participant.id] = change.participant
-        else:
-            participants.pop(change.participant.id, None)
-    return event.model_copy(update={"participants": list(participants.values())})
+    return await _operate(client, event_id, OperationKind.RERUN, lambda op: ids.deploy_id(event_id, op),
+                          DeployResult, settings, priority=priority)
 
 
 async def get_progress(client: Client, event_id: str) -> DeploymentProgress:

@@ -1,14 +1,17 @@
-"""A deployment's progress for the backend and operators (`get_progress`, ``progress --json``).
+"""An event's progress for the backend and operators (`get_progress`, ``progress --json``).
 
-Asked from the worker when one answers (the workflow's `progress` query, live), and otherwise read from
-what the server recorded (the run's history and description), so that the answer comes within seconds
-also when no worker runs, the moment an operator most needs it. A closed run always carries its failure.
+The event's life (its state, the operation in flight, those queued and the last ones that ended) comes from
+the memo of its `EventLife`, which the server holds. The per-participant progress of its latest deployment is
+asked from the worker when one answers (the workflow's `progress` query, live), and otherwise read from what
+the server recorded (the run's history and description), so that the answer comes within seconds also when no
+worker runs, the moment an operator most needs it. A closed run always carries its failure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -28,6 +31,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from openvle_moodle_sync.activities.errors import is_configuration_error_type
 from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
 from openvle_moodle_sync.activities.types import (
     CourseRef,
@@ -38,14 +42,24 @@ from openvle_moodle_sync.activities.types import (
     PlanResult,
     UserRef,
 )
+from openvle_moodle_sync.contracts import LIFE_MEMO
 from openvle_moodle_sync.failures import describe_failure
+from openvle_moodle_sync.lifecycle import OperationKind, again
+from openvle_moodle_sync.lifecycle import next_step as lifecycle_next_step
 from openvle_moodle_sync.names import CLI
 from openvle_moodle_sync.temporal_client import task_queue_pollers
 from openvle_moodle_sync.workflows import DeployBatch, DeployEvent, ids
-from openvle_moodle_sync.workflows.types import BatchResult, DeployInput, DeployResult, ParticipantOutcome, SubtaskState
+from openvle_moodle_sync.workflows.types import (
+    BatchResult,
+    DeployInput,
+    DeployResult,
+    LifeView,
+    OperationView,
+    ParticipantOutcome,
+    SubtaskState,
+)
 from openvle_moodle_sync.workflows.types import Progress as LiveProgress
 
-from .advice import next_step, rerun_command
 from .temporal_errors import START_WORKER, is_workflow_not_found
 
 QUERY_TIMEOUT = timedelta(seconds=4)
@@ -141,6 +155,8 @@ class DeploymentProgress:
     failed: int = 0
     running: int = 0
     pending: int = 0
+    stopped: int = 0
+    """Participants a run that ended badly never finished: not done, and nothing goes on (``stopped``)."""
     participants: list[ParticipantProgress] = field(default_factory=list)
     message: str | None = None
     """Why a running deployment waits (Moodle calls being retried, no worker), or None."""
@@ -156,6 +172,17 @@ class DeploymentProgress:
     """``worker`` (asked live) or ``history`` (read from the server's record of the run)."""
     pending_activities: list[PendingActivity] = field(default_factory=list)
     batches_running: list[str] = field(default_factory=list)
+    event_state: str = "not_deployed"
+    """The event's life: ``not_deployed``, ``deployed``, ``archived`` or ``deleted``."""
+    event_state_since: str | None = None
+    """When the event reached ``event_state`` (ISO 8601, UTC)."""
+    operation: OperationView | None = None
+    """The operation on the event in flight now (deploy, rerun, add, remove, archive, delete), if any."""
+    queued: list[OperationView] = field(default_factory=list)
+    """Operations asked and waiting for the one in flight, in the order they will run (the first 20)."""
+    queued_total: int = 0
+    recent: list[OperationView] = field(default_factory=list)
+    """The last operations that ended, newest last, with their outcome or failure and next step."""
 
     @property
     def ended_badly(self) -> bool:
@@ -163,16 +190,61 @@ class DeploymentProgress:
         return self.failure is not None
 
 
-async def read_progress(client: Client, event_id: str) -> DeploymentProgress:
-    """`get_progress`: see the module's docstring."""
-    handle = client.get_workflow_handle_for(DeployEvent.run, ids.deploy_id(event_id))
+@dataclass(frozen=True)
+class LifeRecord:
+    """The memo of the event's `EventLife`, and whether it is current: an operation not yet taken up by a
+    worker (a pending workflow task) may change it."""
+
+    view: LifeView | None
+    current: bool
+    task_queue: str = ""
+
+
+async def read_life(client: Client, event_id: str) -> LifeRecord | None:
+    """What the server holds about the event's life (None: it has none). Needs no worker."""
     try:
-        description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+        description = await client.get_workflow_handle(ids.life_id(event_id)).describe(rpc_timeout=RPC_TIMEOUT)
     except RPCError as error:
         if is_workflow_not_found(error):
-            raise DeploymentNotFound(f"event {event_id} has no deployment yet; start one with: {CLI} deploy "
-                                     "--event EVENT.json") from None
+            return None
         raise
+    view = await description.memo_value(LIFE_MEMO, None, type_hint=LifeView)
+    running = description.status == WorkflowExecutionStatus.RUNNING
+    pending = running and description.raw_description.HasField("pending_workflow_task")
+    return LifeRecord(view=view, current=view is not None and not pending, task_queue=description.task_queue)
+
+
+def _latest_deploy(life: LifeView | None) -> str | None:
+    current = life.current if life else None
+    if current is not None and current.kind in (OperationKind.DEPLOY, OperationKind.RERUN):
+        return current.workflow_id
+    return life.last_deploy if life else None
+
+
+async def read_progress(client: Client, event_id: str) -> DeploymentProgress:
+    """`get_progress`: see the module's docstring."""
+    record = await read_life(client, event_id)
+    if record is None:
+        raise DeploymentNotFound(f"event {event_id} has no deployment yet; start one with: {CLI} deploy --event "
+                                 "EVENT.json")
+    life, deploy_id = record.view, _latest_deploy(record.view)
+    handle = client.get_workflow_handle_for(DeployEvent.run, deploy_id or ids.life_id(event_id))
+    description = None
+    if deploy_id is not None:
+        try:
+            description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+        except RPCError as error:
+            if not is_workflow_not_found(error):
+                raise
+    if description is None:  # no deployment has started yet: the life alone (what is queued, refused...)
+        waiting = DeploymentProgress(workflow_id=deploy_id or "", event_id=event_id, state="not started",
+                                      stage="waiting for its turn" if deploy_id else "no deployment",
+                                      source="life", task_queue=record.task_queue)
+        waiting.worker_polling = await worker_polling(client, record.task_queue)
+        if not waiting.worker_polling:
+            _explain_waiting(waiting)
+        _add_life(waiting, life)
+        return waiting
     status = description.status or WorkflowExecutionStatus.RUNNING
     queue = description.task_queue
     polling = await worker_polling(client, queue)
@@ -191,7 +263,17 @@ async def read_progress(client: Client, event_id: str) -> DeploymentProgress:
         progress.batches_running = []
         await _add_failure(client, handle, status, progress)
     _count(progress)
+    _add_life(progress, life)
     return progress
+
+
+def _add_life(progress: DeploymentProgress, life: LifeView | None) -> None:
+    if life is None:
+        return
+    progress.event_state, progress.event_state_since = str(life.state), life.since
+    progress.operation, progress.queued, progress.queued_total = life.current, life.queued, life.queued_total
+    progress.recent = life.recent
+    progress.course_id = progress.course_id or life.course_id
 
 
 async def worker_polling(client: Client, queue: str) -> bool:
@@ -392,7 +474,7 @@ async def _add_failure(client: Client, handle: WorkflowHandle[Any, Any], status:
     if status == WorkflowExecutionStatus.COMPLETED:
         return
     close = await _close_event(handle)
-    rerun = rerun_command(progress.event_id)
+    rerun = again(OperationKind.DEPLOY, progress.event_id)
     if close is not None and close.HasField("workflow_execution_failed_event_attributes"):
         failure = await client.data_converter.decode_failure(
             close.workflow_execution_failed_event_attributes.failure)
@@ -400,7 +482,7 @@ async def _add_failure(client: Client, handle: WorkflowHandle[Any, Any], status:
         progress.failure = RunFailure(info.type, info.message)
         if isinstance(failure, ApplicationError) and failure.details:
             await _apply_result(failure, progress)
-        progress.next_step = next_step(info.type, event_id=progress.event_id, participant_types=[
+        progress.next_step = next_step(info.type, progress.event_id, participant_types=[
             p.error_type for p in progress.participants if p.state == SubtaskState.FAILED])
     elif close is not None and close.HasField("workflow_execution_terminated_event_attributes"):
         reason = close.workflow_execution_terminated_event_attributes.reason or "no reason given"
@@ -411,6 +493,9 @@ async def _add_failure(client: Client, handle: WorkflowHandle[Any, Any], status:
         progress.failure = RunFailure(what.title().replace(" ", ""), f"the run ended {what}")
         progress.next_step = f"Re-run it; it only does what is missing: {rerun}"
     progress.stage = f"ended: {progress.state}"
+    for participant in progress.participants:  # never reached, or cut off: not done, and not going on either
+        if participant.state in (SubtaskState.PENDING, SubtaskState.RUNNING):
+            participant.state = SubtaskState.STOPPED
 
 
 async def _apply_result(failure: ApplicationError, progress: DeploymentProgress) -> None:
@@ -424,6 +509,12 @@ async def _apply_result(failure: ApplicationError, progress: DeploymentProgress)
 
 
 _DEPLOY_RESULT = TypeAdapter(DeployResult)
+
+
+def next_step(kind: str, event_id: str, *, participant_types: Iterable[str | None] | None = None) -> str:
+    """What to do after a deployment of ``event_id`` failed with error type ``kind`` (`lifecycle.next_step`)."""
+    return lifecycle_next_step(kind, OperationKind.DEPLOY, event_id, participant_types=participant_types,
+                               configuration_error=is_configuration_error_type(kind))
 
 
 async def _close_event(handle: WorkflowHandle[Any, Any]) -> HistoryEvent | None:
@@ -442,7 +533,8 @@ def _count(progress: DeploymentProgress) -> None:
     progress.total = len(progress.participants)
     progress.done, progress.failed = counts[SubtaskState.DONE], counts[SubtaskState.FAILED]
     progress.running, progress.pending = counts[SubtaskState.RUNNING], counts[SubtaskState.PENDING]
+    progress.stopped = counts[SubtaskState.STOPPED]
 
 
-__all__ = ["DeploymentNotFound", "DeploymentProgress", "ParticipantProgress", "PendingActivity", "RunFailure",
-           "next_step", "read_progress", "worker_polling"]
+__all__ = ["DeploymentNotFound", "DeploymentProgress", "LifeRecord", "ParticipantProgress", "PendingActivity",
+           "RunFailure", "next_step", "read_life", "read_progress", "worker_polling"]

@@ -1,16 +1,17 @@
-"""The durable workflows: DeployEvent, ChangeParticipant, ArchiveEvent, DeleteEvent (and DeployBatch,
-the child that carries a share of a large deployment), EventRoster (whom the service enrolled for an
-event) and PlanEvent (what a deploy would do, read-only)."""
+"""The durable workflows: EventLife (one per event: orders every operation on it and keeps its state and
+roster), and the operations it runs as children: DeployEvent (and DeployBatch, the child that carries a share
+of a large deployment), ChangeParticipant, ArchiveEvent, DeleteEvent; and PlanEvent (what a deploy would do,
+read-only, beside the event's life)."""
 
 from .archive import ArchiveEvent
 from .batch import DeployBatch
 from .change import ChangeParticipant
 from .delete import DeleteEvent
 from .deploy import DeployEvent
+from .life import EventLife
 from .plan import PlanEvent
-from .roster import EventRoster
 
-ALL_WORKFLOWS = [DeployEvent, DeployBatch, ChangeParticipant, ArchiveEvent, DeleteEvent, EventRoster, PlanEvent]
+ALL_WORKFLOWS = [EventLife, DeployEvent, DeployBatch, ChangeParticipant, ArchiveEvent, DeleteEvent, PlanEvent]
 
 __all__ = ["ALL_WORKFLOWS", "ArchiveEvent", "ChangeParticipant", "DeleteEvent", "DeployBatch", "DeployEvent",
-           "EventRoster", "PlanEvent"]
+           "EventLife", "PlanEvent"]

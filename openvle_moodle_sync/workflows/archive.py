@@ -1,29 +1,23 @@
-"""ArchiveEvent: at the event's end, students leave the course, instructors stay, the course is hidden."""
+"""ArchiveEvent: at the event's end, students leave the course (by MOODLE_UNENROL_ACTION), instructors stay,
+the course is hidden."""
 
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from openvle_moodle_sync.activities.moodle_sync import UNENROL_BATCH, MoodleSyncActivities
+    from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.roster import RosterUpdate
-    from openvle_moodle_sync.activities.types import (
-        ArchivePlanInput,
-        SyncConfig,
-        UnenrolInput,
-        WithdrawUsersInput,
-    )
+    from openvle_moodle_sync.activities.types import ArchivePlanInput
     from openvle_moodle_sync.contracts import PROGRESS_QUERY
     from openvle_moodle_sync.models import Role
-    from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, FUNCTIONS_BY_ACTION
+    from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS
 
-from .common import load_config, quick, role_ids, skip_reason, slow, wait_for_deployment
-from .roster import ROSTER_PATCH, record_roster
+from .common import as_run_failure, load_config, quick, skip_reason, slow
+from .roster import record_roster
 from .types import ArchiveResult, EventRef, Progress
-
-UNENROL_ACTION_PATCH = "unenrol-action"
-"""Students leave by MOODLE_UNENROL_ACTION (withdraw_users, after checking the token can do it). Runs
-started before it unenrol them as they always did."""
+from .withdraw import check_action, withdraw_users
 
 
 @workflow.defn(name="ArchiveEvent")
@@ -35,29 +29,26 @@ class ArchiveEvent:
 
     @workflow.run
     async def run(self, event: EventRef) -> ArchiveResult:
+        try:
+            return await self._archive(event)
+        except ActivityError as error:  # the root cause is the run's failure
+            raise as_run_failure(error, f"Archive of event {event.event_id}") from error
+
+    async def _archive(self, event: EventRef) -> ArchiveResult:
         result = self._result = ArchiveResult(event_id=event.event_id)
         config = await load_config()
         result.skipped_reason = skip_reason(config, event.moodle_course_id)
         if result.skipped_reason:
             return result
-        self._set_stage("waiting for the event's deployment to finish")
-        await wait_for_deployment(event.event_id, config)
         course = await workflow.execute_activity_method(
             MoodleSyncActivities.find_event_course, event.event_id, **quick(config)
         )
         if course is None:
-            result.skipped_reason = (f"no Moodle course carries event {event.event_id}'s mark (never deployed, "
-                                     "or deleted in Moodle); nothing to archive")
+            result.skipped_reason = (f"no Moodle course carries event {event.event_id}'s mark (deleted in "
+                                     "Moodle?); nothing to archive")
             return result
-        result.course_id = course.id
-        by_action = workflow.patched(UNENROL_ACTION_PATCH)
-        if by_action:
-            result.unenrol_action = config.unenrol_action
-            if FUNCTIONS_BY_ACTION.get(config.unenrol_action):
-                # Before any write: an action the token cannot finish must not be half applied.
-                await workflow.execute_activity_method(
-                    MoodleSyncActivities.check_unenrol_action, config.unenrol_action, **quick(config)
-                )
+        result.course_id, result.unenrol_action = course.id, config.unenrol_action
+        await check_action(config)  # before any write: an action the token cannot finish is never half applied
         self._set_stage("reading the course's enrolments")
         plan = await workflow.execute_activity_method(
             MoodleSyncActivities.plan_archive,
@@ -67,49 +58,24 @@ class ArchiveEvent:
         )
         result.instructors_kept = plan.instructors_kept
         self._students = len(plan.student_user_ids)
-        if by_action:
-            await self._withdraw_students(plan.student_user_ids, course.id, config)
-        else:
-            await self._unenrol_students(plan.student_user_ids, course.id, config)
-        kept = by_action and config.unenrol_action == "keep"  # still enrolled: the roster keeps them
-        # The students are gone (the roster forgets them), or suspended or without roles (it marks them withdrawn).
-        if workflow.patched(ROSTER_PATCH) and not kept:
+        if config.unenrol_action != "keep":
+            self._set_stage(f"taking {self._students} students away ({config.unenrol_action})")
+            await withdraw_users(course.id, plan.student_user_ids, config.student_role_id, config, listed=True,
+                                 progress=self._withdrawn)
+            # The students are gone (the roster forgets them), or suspended or without roles (it marks them
+            # withdrawn). Under keep they are still enrolled, and the roster keeps them.
             await record_roster(event.event_id, RosterUpdate(
-                drop_role=Role.STUDENT, withdrawn=by_action and config.unenrol_action in ENROLMENT_KEPT_ACTIONS),
-                config)
+                drop_role=Role.STUDENT, withdrawn=config.unenrol_action in ENROLMENT_KEPT_ACTIONS))
         self._set_stage("hiding the course")
         await workflow.execute_activity_method(MoodleSyncActivities.hide_course, course.id, **quick(config))
         result.hidden = True
         self._set_stage("done")
         return result
 
-    async def _withdraw_students(self, user_ids: list[int], course_id: int, config: SyncConfig) -> None:
-        action, result = config.unenrol_action, self._result
-        if action == "keep":
-            return
-        self._set_stage(f"taking {self._students} students away ({action})")
-        for start in range(0, len(user_ids), UNENROL_BATCH):
-            changed = await workflow.execute_activity_method(
-                MoodleSyncActivities.withdraw_users,
-                WithdrawUsersInput(course_id=course_id, user_ids=user_ids[start:start + UNENROL_BATCH],
-                                   role_id=config.student_role_id, action=action,
-                                   managed_role_ids=list(role_ids(config).values())),
-                **slow(config),
-            )
-            result.students_withdrawn += changed
-            if action == "unenrol":
-                result.students_unenrolled += changed
-
-    async def _unenrol_students(self, user_ids: list[int], course_id: int, config: SyncConfig) -> None:
-        result = self._result
-        self._set_stage(f"unenrolling {self._students} students")
-        for start in range(0, len(user_ids), UNENROL_BATCH):
-            batch = user_ids[start:start + UNENROL_BATCH]
-            await workflow.execute_activity_method(
-                MoodleSyncActivities.unenrol_users, UnenrolInput(course_id=course_id, user_ids=batch),
-                **slow(config),
-            )
-            result.students_unenrolled += len(batch)
+    def _withdrawn(self, count: int) -> None:
+        self._result.students_withdrawn = count
+        if self._result.unenrol_action == "unenrol":
+            self._result.students_unenrolled = count
 
     def _set_stage(self, stage: str) -> None:
         self._stage = stage

@@ -1,9 +1,10 @@
-"""ChangeParticipant: a participant added to or removed from an active event."""
+"""ChangeParticipant: a participant added to or removed from an active event (a child of `EventLife`, which
+runs the event's operations one at a time, in the order they were asked)."""
 
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
@@ -13,116 +14,88 @@ with workflow.unsafe.imports_passed_through():
         EnsureUserInput,
         FindUserInput,
         SyncConfig,
-        UnenrolInput,
         WithdrawInput,
     )
-    from openvle_moodle_sync.contracts import PROGRESS_QUERY, REQUEST_SIGNAL, ErrorType
+    from openvle_moodle_sync.contracts import PROGRESS_QUERY, ErrorType
+    from openvle_moodle_sync.lifecycle import CLI
     from openvle_moodle_sync.models import Participant
     from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, FUNCTIONS_BY_ACTION
 
 from . import summaries
-from .common import checked, load_config, quick, role_ids, skip_reason, wait_for_deployment
-from .roster import ROSTER_PATCH, read_roster, record_roster
+from .common import as_run_failure, checked, load_config, quick, role_ids, skip_reason
+from .roster import record_roster
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
-
-UNENROL_ACTION_PATCH = "unenrol-action"
-"""Removal by MOODLE_UNENROL_ACTION (withdraw_user, after checking the token can do it). Runs started
-before it unenrol as they always did."""
-
-FOUND_ENROLLED_PATCH = "roster-skips-found-enrolled"
-"""An add that found the person in the course already (another role, none, or suspended) puts them in the
-roster only if it holds them already, as a deploy does. Runs started before it put them in always."""
 
 
 @workflow.defn(name="ChangeParticipant")
 class ChangeParticipant:
-    """All changes of one participant of one event, in the order they were requested.
-
-    The starter sends each change as a signal to the workflow of that participant (signal-with-start),
-    so changes for one person queue up instead of racing, and only the latest requested state is
-    applied once the previous one is done. Changes wait until the event's deployment has finished."""
+    """One change of one participant: an add (account found or created, enrolled with the role) or a removal
+    (taken away by MOODLE_UNENROL_ACTION)."""
 
     def __init__(self) -> None:
-        self._requests: list[ChangeRequest] = []
-        self._applied: list[ChangeOutcome] = []
         self._stage = "starting"
         self._event_id = ""
-
-    @workflow.signal(name=REQUEST_SIGNAL)
-    def request(self, change: ChangeRequest) -> None:
-        self._requests.append(change)
+        self._done = 0
 
     @workflow.run
-    async def run(self, first: ChangeRequest) -> ChangeResult:
-        self._event_id = first.event_id
-        result = ChangeResult(event_id=first.event_id, participant_id=first.participant.id,
-                              applied=self._applied)
-        if not self._requests:  # started without the signal (e.g. from the Temporal UI)
-            self._requests.append(first)
+    async def run(self, change: ChangeRequest) -> ChangeResult:
+        try:
+            return await self._run(change)
+        except ActivityError as error:  # the root cause, not "Activity task failed", is the run's failure
+            raise as_run_failure(error, f"{change.action.capitalize()} of participant {change.participant.id} "
+                                        f"of event {change.event_id}") from error
+
+    async def _run(self, change: ChangeRequest) -> ChangeResult:
+        self._event_id = change.event_id
+        result = ChangeResult(event_id=change.event_id, participant_id=change.participant.id)
         config = await load_config()
-        result.skipped_reason = skip_reason(config, first.moodle_course_id)
+        result.skipped_reason = skip_reason(config, change.moodle_course_id)
         if result.skipped_reason:
             return result
-
-        self._stage = "waiting for the event's deployment to finish"
-        await wait_for_deployment(first.event_id, config)
         course = await workflow.execute_activity_method(
-            MoodleSyncActivities.find_event_course, first.event_id, **quick(config)
+            MoodleSyncActivities.find_event_course, change.event_id, **quick(config)
         )
         if course is None:
             raise ApplicationError(
-                f"Event {first.event_id} has no Moodle course yet (no course carries its mark), so participant "
-                f"{first.participant.id} cannot be {'enrolled' if first.action == Action.ADD else 'unenrolled'}. "
-                "Deploy the event first (python -m starter deploy).",
+                f"Event {change.event_id} has no Moodle course (no course carries its mark: deleted in Moodle?), "
+                f"so participant {change.participant.id} cannot be "
+                f"{'enrolled' if change.action == Action.ADD else 'taken away'}. Deploy the event again "
+                f"({CLI} deploy --event EVENT.json).",
                 type=ErrorType.EVENT_NOT_DEPLOYED, non_retryable=True,
             )
-        # Apply only the latest wish: earlier ones still queued are superseded by it.
-        while self._requests:
-            change = self._requests[-1]
-            self._requests.clear()
-            self._stage = f"{change.action} {change.participant.id}"
-            workflow.set_current_details(f"Event {change.event_id}: {self._stage} (Moodle course {course.id})")
-            outcome = await self._apply(change, course.id, config)
-            self._applied.append(outcome)
-            if workflow.patched(ROSTER_PATCH):
-                await self._remember(change, outcome, config)
-            await workflow.wait_condition(workflow.all_handlers_finished)
-        self._stage = "done"
+        self._stage = f"{change.action} {change.participant.id}"
+        workflow.set_current_details(f"Event {change.event_id}: {self._stage} (Moodle course {course.id})")
+        outcome = await self._apply(change, course.id, config)
+        result.applied.append(outcome)
+        await self._remember(change, outcome, config)
+        self._done, self._stage = 1, "done"
         return result
 
     async def _apply(self, change: ChangeRequest, course_id: int, config: SyncConfig) -> ChangeOutcome:
         p = change.participant
         outcome = ChangeOutcome(action=change.action, participant_id=p.id, course_id=course_id)
-        if change.action == Action.ADD:
-            user = await workflow.execute_activity_method(
-                MoodleSyncActivities.ensure_user,
-                EnsureUserInput(participant=p, match_field=config.match_field, user_auth=config.user_auth),
-                summary=summaries.find_or_create_account(p), **quick(config),
-            )
-            roles = role_ids(config)
-            enrolled = await workflow.execute_activity_method(
-                MoodleSyncActivities.enrol_user,
-                EnrolInput(course_id=course_id, user_id=user.user_id, role_id=roles[p.role],
-                           other_role_ids=[r for r in roles.values() if r != roles[p.role]],
-                           participant_id=p.id, course_may_have_teacher=True),
-                summary=summaries.enrol(p), **checked(config),
-            )
-            outcome.moodle_user_id, outcome.changed = user.user_id, enrolled.enrolled
-            outcome.found_enrolled = enrolled.found_enrolled
-            outcome.note = ("created in Moodle and " if user.created else "") + (
-                f"already enrolled as {p.role}" if not enrolled.enrolled
-                else f"enrolment kept, {p.role} role given" if enrolled.kept_enrolment
-                else f"enrolled as {p.role}")
-        elif workflow.patched(UNENROL_ACTION_PATCH):
+        if change.action == Action.REMOVE:
             await self._withdraw(change, outcome, config)
-        else:
-            user_id = await self._find_account(p, outcome, config, nothing_to="unenrol")
-            if user_id is not None:
-                await workflow.execute_activity_method(
-                    MoodleSyncActivities.unenrol_users, UnenrolInput(course_id=course_id, user_ids=[user_id]),
-                    summary=summaries.unenrol(p), **quick(config),
-                )
-                outcome.changed, outcome.note = True, "unenrolled"
+            return outcome
+        user = await workflow.execute_activity_method(
+            MoodleSyncActivities.ensure_user,
+            EnsureUserInput(participant=p, match_field=config.match_field, user_auth=config.user_auth),
+            summary=summaries.find_or_create_account(p), **quick(config),
+        )
+        roles = role_ids(config)
+        enrolled = await workflow.execute_activity_method(
+            MoodleSyncActivities.enrol_user,
+            EnrolInput(course_id=course_id, user_id=user.user_id, role_id=roles[p.role],
+                       other_role_ids=[r for r in roles.values() if r != roles[p.role]],
+                       participant_id=p.id, course_may_have_teacher=True),
+            summary=summaries.enrol(p), **checked(config),
+        )
+        outcome.moodle_user_id, outcome.changed = user.user_id, enrolled.enrolled
+        outcome.found_enrolled = enrolled.found_enrolled
+        outcome.note = ("created in Moodle and " if user.created else "") + (
+            f"already enrolled as {p.role}" if not enrolled.enrolled
+            else f"enrolment kept, {p.role} role given" if enrolled.kept_enrolment
+            else f"enrolled as {p.role}")
         return outcome
 
     async def _withdraw(self, change: ChangeRequest, outcome: ChangeOutcome, config: SyncConfig) -> None:
@@ -167,19 +140,21 @@ class ChangeParticipant:
         if change.action == Action.ADD and outcome.changed and outcome.moodle_user_id is not None:
             # Someone in the course before this add may be there by hand: the service only changed their
             # role, and a deploy that no longer lists them must leave them (unless they were its already).
-            if (outcome.found_enrolled and workflow.patched(FOUND_ENROLLED_PATCH)
-                    and p.id not in await read_roster(change.event_id, config)):
+            if outcome.found_enrolled and not change.in_roster:
                 return
             await record_roster(change.event_id, RosterUpdate(put={p.id: RosterEntry(outcome.moodle_user_id,
-                                                                                      str(p.role))}), config)
+                                                                                      str(p.role))}))
         elif change.action == Action.REMOVE and outcome.moodle_user_id is not None:
             # Only when their account was found and taken away: one not found (its email or username changed
-            # since) is still enrolled, and the roster keeps it for a deploy to take away. Suspended or without
-            # roles, they stay in it marked withdrawn: adding them back makes them the service's again.
-            kept = workflow.patched(UNENROL_ACTION_PATCH) and config.unenrol_action in ENROLMENT_KEPT_ACTIONS
-            await record_roster(change.event_id, RosterUpdate(drop=[p.id], withdrawn=kept), config)
+            # since) is still enrolled, and the roster keeps it for a deploy to take away. Under keep nothing
+            # changed in Moodle, so the roster keeps them too. Suspended or without roles, they stay in it
+            # marked withdrawn: adding them back makes them the service's again.
+            if config.unenrol_action == "keep":
+                return
+            await record_roster(change.event_id, RosterUpdate(
+                drop=[p.id], withdrawn=config.unenrol_action in ENROLMENT_KEPT_ACTIONS))
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> Progress:
         return Progress(workflow_id=workflow.info().workflow_id, kind="participant", event_id=self._event_id,
-                        stage=self._stage, total=1, done=len(self._applied))
+                        stage=self._stage, total=1, done=self._done)

@@ -9,10 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 
-from . import ids
-
 with workflow.unsafe.imports_passed_through():
-    from openvle_moodle_sync.activities.deployment_watch import DeploymentWatch
     from openvle_moodle_sync.activities.errors import is_configuration_error_type
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.types import SyncConfig
@@ -80,16 +77,6 @@ def slow(config: SyncConfig) -> ActivityOptions:
         "start_to_close_timeout": timedelta(seconds=config.course_timeout_s),
         "retry_policy": retry_policy(config.retry_max_interval_s),
     }
-
-
-async def wait_for_deployment(event_id: str, config: SyncConfig) -> None:
-    """Return once no deployment of the event runs. Polls on durable timers, backing off to 30 s."""
-    delay = 1.0
-    while await workflow.execute_activity_method(
-        DeploymentWatch.deployment_running, ids.deploy_id(event_id), **quick(config)
-    ):
-        await workflow.sleep(delay)
-        delay = min(delay * 2, 30.0)
 
 
 def root_cause(error: BaseException) -> BaseException:

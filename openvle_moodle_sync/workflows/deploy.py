@@ -23,13 +23,14 @@ with workflow.unsafe.imports_passed_through():
         SyncConfig,
     )
     from openvle_moodle_sync.contracts import PROGRESS_QUERY, ErrorType
+    from openvle_moodle_sync.lifecycle import CLI
     from openvle_moodle_sync.models import Event, Participant, Role
     from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS
 
 from . import ids
 from .batch import BATCH_SIZE, BATCHES_AT_ONCE, DeployBatch, sync_participants
-from .common import as_run_failure, load_config, role_ids, skip_reason, slow
-from .roster import ROSTER_PATCH, read_roster, record_roster
+from .common import as_run_failure, load_config, quick, role_ids, skip_reason, slow
+from .roster import record_roster
 from .types import (
     BatchInput,
     BatchResult,
@@ -40,11 +41,7 @@ from .types import (
     Removal,
     SubtaskState,
 )
-from .withdraw import removal_action, withdraw_all
-
-READS_ALONGSIDE_PATCH = "reads-alongside-course"
-"""`workflow.patched` id: the roster (and, on an event's first deployment, every account) is read while the
-template is duplicated, not one step after another."""
+from .withdraw import withdraw_leavers
 
 
 @dataclass(frozen=True)
@@ -120,15 +117,17 @@ class DeployEvent:
         reason = skip_reason(config, event.moodle_course_id)
         if reason or event.moodle_course_id is None:
             return self._skipped(reason or "")
-        # Reads go alongside the duplication (patch): each step that waits for the one before costs a trip
-        # through the engine and the task queue, long beside a large event. The roster is read while the
-        # template is copied, and on an event's first deployment (an empty roster) every account too.
-        alongside = workflow.patched(READS_ALONGSIDE_PATCH)
+        # Each step that waits for the one before costs a trip through the engine and the task queue, long
+        # beside a large event: on an event's first deployment (an empty roster) every account is looked up
+        # while the template is copied.
+        roster = request.roster
         preparing = asyncio.ensure_future(self._prepare_course(event, event.moodle_course_id, config))
-        roster = await read_roster(event.id, config) if alongside else None
         first_lookup = (asyncio.ensure_future(self._find_accounts(event.participants, config))
-                        if alongside and not roster and event.participants else None)
+                        if not roster and event.participants else None)
         course = await preparing
+        if request.show_course:
+            self._set_stage("showing the course again (the event is reopened)")
+            await workflow.execute_activity_method(MoodleSyncActivities.show_course, course.id, **quick(config))
         role_changes = await self._read_course(event, course, config)
         todo = [p for p in event.participants if self._status[p.id].state == SubtaskState.PENDING]
         # Not enrolled at all when the run read the course: whoever of them ends up enrolled, this run
@@ -140,14 +139,12 @@ class DeployEvent:
             accounts = Accounts(known={p.id: found[p.id] for p in todo if p.id in found}, looked_up=True)
         else:  # a re-run looks up only those the course lacks, once it has read the course
             accounts = await self._look_up_accounts(todo, config)
-        converging = alongside or workflow.patched(ROSTER_PATCH)
         try:
             await self._sync(SyncPlan(event.id, course, frozenset(role_changes), accounts, config), todo)
         except (ActivityError, ChildWorkflowError):
-            if converging:  # a run stopped by a configuration error still remembers whom it enrolled
-                await self._remember(event.id, course, roster or {}, [], config)
+            await self._remember(event.id, course, roster, [])  # a run stopped early still tells whom it enrolled
             raise
-        convergence = await self._converge(request, course, config, roster) if converging else Convergence()
+        convergence = await self._converge(request, course, config)
         return self._result(event, course, convergence, config)
 
     # --- the steps ----------------------------------------------------------------------------------
@@ -189,7 +186,7 @@ class DeployEvent:
     async def _look_up_accounts(self, todo: Sequence[Participant], config: SyncConfig) -> Accounts:
         """One call per hundred participants finds the existing accounts; only the missing ones get a
         create activity, and nobody a look-up of their own."""
-        if not (todo and workflow.patched("bulk-user-lookup")):
+        if not todo:
             return Accounts()
         self._set_stage("looking up the participants' Moodle accounts")
         return await self._find_accounts(todo, config)
@@ -204,7 +201,7 @@ class DeployEvent:
         return Accounts(known=found.user_ids, looked_up=True)
 
     async def _sync(self, plan: SyncPlan, todo: Sequence[Participant]) -> None:
-        if len(todo) <= BATCH_SIZE and workflow.patched("instructor-accounts-alongside-students"):
+        if len(todo) <= BATCH_SIZE:
             # One share: instructors' accounts are made while the students are enrolled; only their
             # enrolment waits for the students (sync_participants).
             self._set_stage("creating accounts and enrolling, students before instructors")
@@ -227,7 +224,7 @@ class DeployEvent:
 
         async def child(index: int, share: Sequence[Participant]) -> None:
             await running.acquire()
-            child_id = ids.batch_id(plan.event_id, label, index)
+            child_id = ids.batch_id(workflow.info().workflow_id, label, index)
             self._batches_running.append(child_id)
             for p in share:
                 self._status[p.id].state = SubtaskState.RUNNING
@@ -248,17 +245,13 @@ class DeployEvent:
         shares = [group[i:i + BATCH_SIZE] for i in range(0, len(group), BATCH_SIZE)]
         await asyncio.gather(*(child(i, share) for i, share in enumerate(shares)))
 
-    async def _converge(self, request: DeployInput, course: CourseRef, config: SyncConfig,
-                        roster: dict[str, RosterEntry] | None = None) -> Convergence:
+    async def _converge(self, request: DeployInput, course: CourseRef, config: SyncConfig) -> Convergence:
         """Take away the people the roster holds who are no longer listed (unless the brake holds), then
         tell the roster whom this run enrolled and whom it took away.
 
-        ``roster``: as read at the run's start (None: read it now). Only runs of this event change it: a
-        participant change waits for a running deployment before it starts, and one already under way when
-        this run started can only have enrolled someone this run then leaves alone (the safe side)."""
-        event = request.event
-        if roster is None:
-            roster = await read_roster(event.id, config)
+        The roster is the one `EventLife` passed in: it runs the event's operations one at a time, so nothing
+        else changes it while this run goes."""
+        event, roster = request.event, request.roster
         listed = {p.id for p in event.participants}
         enrolled = active(roster)  # those withdrawn earlier (suspended, roles removed) are taken away already
         leaving = {pid: entry for pid, entry in sorted(enrolled.items()) if pid not in listed}
@@ -267,18 +260,18 @@ class DeployEvent:
         if leaving and not held:
             self._set_stage(f"taking away {len(leaving)} people no longer listed")
             try:
-                await withdraw_all(course.id, ((pid, entry.user_id, role_ids(config)[entry.role])
-                                               for pid, entry in leaving.items()), config)
+                await withdraw_leavers(course.id, [(entry.user_id, role_ids(config)[entry.role])
+                                                   for entry in leaving.values()], config)
             except ActivityError:  # the removals failed (say, a missing function): the adds still count
-                await self._remember(event.id, course, roster, [], config)
+                await self._remember(event.id, course, roster, [])
                 raise
-            removed = [Removal(pid, entry.user_id, entry.role, removal_action(config))
+            removed = [Removal(pid, entry.user_id, entry.role, config.unenrol_action)
                        for pid, entry in leaving.items()]
-        await self._remember(event.id, course, roster, removed, config)
+        await self._remember(event.id, course, roster, removed)
         return Convergence(removed=removed, blocked=len(leaving) if held else 0, enrolled_by_service=len(enrolled))
 
     async def _remember(self, event_id: str, course: CourseRef, roster: dict[str, RosterEntry],
-                        removed: list[Removal], config: SyncConfig) -> None:
+                        removed: list[Removal]) -> None:
         """Tell the roster whom this run enrolled and whom it took away (nothing when nothing changed).
 
         Only people this service enrolled: on a course it made, everyone; elsewhere those who were not
@@ -292,7 +285,7 @@ class DeployEvent:
         if put or removed:
             await record_roster(event_id, RosterUpdate(
                 put=put, drop=[r.participant_id for r in removed],
-                withdrawn=any(r.action in ENROLMENT_KEPT_ACTIONS for r in removed)), config)
+                withdrawn=any(r.action in ENROLMENT_KEPT_ACTIONS for r in removed)))
 
     def _result(self, event: Event, course: CourseRef, convergence: Convergence, config: SyncConfig
                 ) -> DeployResult:
@@ -311,7 +304,7 @@ class DeployEvent:
             raise ApplicationError(
                 f"{result.failed} of {result.total} participants could not be synchronised to Moodle course "
                 f"{course.id}; the others are done. First error: {first.error} Fix the cause, then re-run the "
-                "deployment (python -m starter rerun --event-id ...): it only does what is missing."
+                f"deployment ({CLI} rerun --event-id {event.id}): it only does what is missing."
                 + (f" Also: {brake}" if brake else ""),
                 result, type=ErrorType.DEPLOYMENT_INCOMPLETE, non_retryable=True,
             )

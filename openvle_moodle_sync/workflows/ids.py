@@ -1,7 +1,8 @@
 """Workflow ids and the search attribute, derived from the event: one place, used by workflows and starter.
 
-An id names the work, not the attempt: a second start of the same work finds the run already going,
-and a failed run can be started again under the same id."""
+Each event has one `EventLife` workflow (`life_id`): every operation on the event goes through it. Each
+operation runs as a child workflow whose id the caller chooses (`operation_id`), so its handle knows the id
+before the child starts; the kind's prefix keeps the UI's rows readable."""
 
 from __future__ import annotations
 
@@ -11,29 +12,30 @@ EVENT_ID_ATTRIBUTE = SearchAttributeKey.for_keyword("OpenVLEEventId")
 """Search attribute on every run, so operators find an event's runs in the Temporal UI."""
 
 
-def deploy_id(event_id: str) -> str:
-    return f"moodle-deploy-{event_id}"
+def life_id(event_id: str) -> str:
+    """The event's `EventLife`: runs for the event's whole life."""
+    return f"moodle-event-{event_id}"
 
 
-def batch_id(event_id: str, phase: str, index: int) -> str:
-    return f"moodle-deploy-{event_id}-{phase}-{index}"
+def deploy_id(event_id: str, op: str) -> str:
+    return f"moodle-deploy-{event_id}-{op}"
 
 
-def participant_id(event_id: str, participant: str) -> str:
-    return f"moodle-participant-{event_id}-{participant}"
+def participant_id(event_id: str, participant: str, op: str) -> str:
+    return f"moodle-participant-{event_id}-{participant}-{op}"
 
 
-def archive_id(event_id: str) -> str:
-    return f"moodle-archive-{event_id}"
+def archive_id(event_id: str, op: str) -> str:
+    return f"moodle-archive-{event_id}-{op}"
 
 
-def delete_id(event_id: str) -> str:
-    return f"moodle-delete-{event_id}"
+def delete_id(event_id: str, op: str) -> str:
+    return f"moodle-delete-{event_id}-{op}"
 
 
-def roster_id(event_id: str) -> str:
-    """The event's roster (EventRoster): runs for the event's whole life."""
-    return f"moodle-roster-{event_id}"
+def batch_id(deploy_workflow_id: str, phase: str, index: int) -> str:
+    """A share of a large deployment, named after its parent run."""
+    return f"{deploy_workflow_id}-{phase}-{index}"
 
 
 def plan_id(event_id: str, request: str) -> str:

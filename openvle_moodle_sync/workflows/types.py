@@ -10,7 +10,9 @@ from temporalio import workflow
 from openvle_moodle_sync.models import Event, Participant
 
 with workflow.unsafe.imports_passed_through():
+    from openvle_moodle_sync.activities.roster import RosterEntry
     from openvle_moodle_sync.activities.types import Removal  # the plan's `remove` holds the same
+    from openvle_moodle_sync.lifecycle import LifeState, OperationKind, OperationState
 
 
 class Action(StrEnum):
@@ -24,6 +26,9 @@ class SubtaskState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"
+    STOPPED = "stopped"
+    """Shown by `progress` only: the run ended badly before this participant was done ("not done (run
+    stopped)")."""
 
 
 @dataclass
@@ -31,6 +36,10 @@ class DeployInput:
     event: Event
     allow_mass_removal: bool = False
     """Go past the mass-removal brake (MOODLE_MAX_REMOVAL_PERCENT) for this run only."""
+    roster: dict[str, RosterEntry] = field(default_factory=dict)
+    """Whom this service enrolled for the event so far (from `EventLife`): the only people a deploy takes away."""
+    show_course: bool = False
+    """The event was archived and is reopened: make its course visible again."""
 
 
 @dataclass
@@ -82,10 +91,10 @@ class BatchInput:
     """participant id -> Moodle user id found by the deployment's bulk look-up (no look-up needed)."""
     looked_up: bool = False
     """True when the bulk look-up ran: a participant missing from ``known_users`` has no account yet."""
-    match_field: str | None = None
-    """The run's MOODLE_USER_MATCH_FIELD (None: a batch started before it was passed on)."""
-    user_auth: str | None = None
-    """The run's MOODLE_USER_AUTH (None: a batch started before it was passed on)."""
+    match_field: str = "email"
+    """The run's MOODLE_USER_MATCH_FIELD."""
+    user_auth: str = "manual"
+    """The run's MOODLE_USER_AUTH."""
 
 
 @dataclass
@@ -121,6 +130,8 @@ class ChangeRequest:
     event_id: str
     moodle_course_id: int | None
     participant: Participant
+    in_roster: bool = False
+    """The participant is in the event's roster (set by `EventLife` when it starts the change)."""
 
 
 @dataclass
@@ -173,3 +184,100 @@ class DeleteResult:
     deleted: bool = False
     kept: bool = False
     note: str = ""
+
+
+# --- the event's life (EventLife) -----------------------------------------------------------------------
+
+
+@dataclass
+class Operation:
+    """One operation asked of an event, sent to its `EventLife` (signal with start)."""
+
+    op_id: str
+    """Chosen by the caller, unique: the child workflow's id ends with it."""
+    kind: OperationKind
+    workflow_id: str
+    """The id of the child workflow that carries it out (known to the caller's handle at once)."""
+    asked_at: str = ""
+    """When the caller asked (ISO 8601, the caller's clock): shown only."""
+    event: Event | None = None
+    """deploy: the event as it is now."""
+    allow_mass_removal: bool = False
+    reopen: bool = False
+    """deploy: start the life of an archived or deleted event again."""
+    participant: Participant | None = None
+    """add, remove: who."""
+    moodle_course_id: int | None = None
+    """add, remove, archive, delete: the event's template mapping (null: nothing to do in Moodle)."""
+    priority: int | None = None
+    """The caller's task priority (1 first … 5 last); None: by size (`starter.fairness`)."""
+
+    def same_as(self, other: Operation) -> bool:
+        """Asks for the same thing (same kind, list and options): the later one joins the earlier."""
+        return (self.kind, self.event, self.allow_mass_removal, self.reopen, self.participant,
+                self.moodle_course_id) == (other.kind, other.event, other.allow_mass_removal, other.reopen,
+                                           other.participant, other.moodle_course_id)
+
+
+@dataclass
+class OperationView:
+    """An operation as `progress` shows it."""
+
+    op_id: str
+    kind: OperationKind
+    workflow_id: str
+    state: OperationState
+    what: str = ""
+    """In words: "deploy 60 participants", "add p-3 (student)"."""
+    asked_at: str = ""
+    ended_at: str | None = None
+    outcome: str | None = None
+    failure_type: str | None = None
+    failure: str | None = None
+    next_step: str | None = None
+    joined: str | None = None
+    """JOINED or SUPERSEDED: the workflow id whose result is this operation's."""
+
+
+@dataclass
+class LifeView:
+    """What the server holds about the event (the memo of its `EventLife`): read with no worker running."""
+
+    event_id: str
+    state: LifeState = LifeState.NOT_DEPLOYED
+    since: str | None = None
+    """When the event reached ``state`` (ISO 8601, UTC)."""
+    course_id: int | None = None
+    deployed_before: bool = False
+    """A deployment was asked before: a rerun has an event to deploy."""
+    projected: LifeState = LifeState.NOT_DEPLOYED
+    """The state once the operations queued and in flight have succeeded (what the API checks against)."""
+    current: OperationView | None = None
+    queued: list[OperationView] = field(default_factory=list)
+    queued_total: int = 0
+    recent: list[OperationView] = field(default_factory=list)
+    """The last operations that ended, newest last (with refusals, joins and supersessions)."""
+    last_deploy: str | None = None
+    """Workflow id of the event's latest deployment (its per-participant progress)."""
+
+    def find(self, op_id: str) -> OperationView | None:
+        for view in [*self.recent, *([self.current] if self.current else []), *self.queued]:
+            if view.op_id == op_id:
+                return view
+        return None
+
+
+@dataclass
+class LifeInput:
+    """`EventLife`'s input: what it holds when it starts or continues as new."""
+
+    event_id: str
+    state: LifeState = LifeState.NOT_DEPLOYED
+    since: str | None = None
+    course_id: int | None = None
+    event: Event | None = None
+    """The event as last deployed, with the participant changes since: what a rerun deploys."""
+    roster: dict[str, RosterEntry] = field(default_factory=dict)
+    queue: list[Operation] = field(default_factory=list)
+    recent: list[OperationView] = field(default_factory=list)
+    last_deploy: str | None = None

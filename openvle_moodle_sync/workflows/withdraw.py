@@ -1,60 +1,63 @@
-"""Taking the people a deploy no longer lists away from the course: the one place its removals go through.
-
-They leave by the run's MOODLE_UNENROL_ACTION (unenrol, keep, suspend, remove_roles) through the
-`withdraw_users` activity, in batches, after checking, before any removal, that the token has the
-functions the action needs. Runs started before the `deploy-removal-by-action` change unenrol through
-`unenrol_users`."""
+"""Taking people away from the course by the run's MOODLE_UNENROL_ACTION (unenrol, keep, suspend,
+remove_roles): the one place a deploy's and an archive's removals go through, in `withdraw_users` activities
+of at most PEOPLE_PER_ACTIVITY people each, after checking, before any removal, that the token has the
+functions the action needs."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
-    from openvle_moodle_sync.activities.types import SyncConfig, UnenrolInput, WithdrawUsersInput
-    from openvle_moodle_sync.activities.withdraw import WITHDRAW_BATCH
+    from openvle_moodle_sync.activities.types import SyncConfig, WithdrawUsersInput
     from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
 
 from . import summaries
 from .common import quick, role_ids, slow
 
-REMOVAL_BY_ACTION_PATCH = "deploy-removal-by-action"
+PEOPLE_PER_ACTIVITY = 500
+"""People one `withdraw_users` activity takes away (one course read and a few calls each): a few history
+events per 500 people, so thousands leaving stay far from a run's limits."""
 
 
-def removal_action(config: SyncConfig) -> str:
-    """The MOODLE_UNENROL_ACTION a removal uses (shown by the plan)."""
-    return config.unenrol_action
+async def check_action(config: SyncConfig) -> None:
+    """Fail before any write when the token lacks a function the run's action needs: never half applied."""
+    if FUNCTIONS_BY_ACTION.get(config.unenrol_action):
+        await workflow.execute_activity_method(
+            MoodleSyncActivities.check_unenrol_action, config.unenrol_action, **quick(config))
 
 
-async def withdraw_all(course_id: int, leaving: Iterable[tuple[str, int, int]], config: SyncConfig) -> None:
-    """Take each (participant id, Moodle user id, role id) away from the course by the run's action.
+async def withdraw_users(course_id: int, user_ids: Sequence[int], role_id: int, config: SyncConfig, *,
+                         listed: bool, summary: str | None = None,
+                         progress: Callable[[int], None] | None = None) -> int:
+    """Take ``user_ids`` (holding ``role_id``) away from the course by the run's action, one activity per
+    PEOPLE_PER_ACTIVITY people, one after the other; the number of people changed. ``listed``: they are still
+    in the event's list (archive), not leaving it (deploy); ``progress`` is told the count after each
+    activity. Idempotent: each activity reads before it writes."""
+    changed = 0
+    for start in range(0, len(user_ids), PEOPLE_PER_ACTIVITY):
+        batch = list(user_ids[start:start + PEOPLE_PER_ACTIVITY])
+        changed += await workflow.execute_activity_method(
+            MoodleSyncActivities.withdraw_users,
+            WithdrawUsersInput(course_id=course_id, user_ids=batch, role_id=role_id, action=config.unenrol_action,
+                               managed_role_ids=list(role_ids(config).values()), listed=listed),
+            summary=summary and summaries.withdraw(summary.format(n=len(batch)), config.unenrol_action),
+            **slow(config))
+        if progress:
+            progress(changed)
+    return changed
 
-    Idempotent: each activity reads the course before it writes. An action the token cannot finish fails here,
-    before the first removal, so it is never half applied."""
-    leaving = list(leaving)
-    if not workflow.patched(REMOVAL_BY_ACTION_PATCH):
-        await asyncio.gather(*(workflow.execute_activity_method(
-            MoodleSyncActivities.unenrol_users, UnenrolInput(course_id=course_id, user_ids=[user_id]),
-            **quick(config)) for _, user_id, _ in leaving))
+
+async def withdraw_leavers(course_id: int, leaving: Sequence[tuple[int, int]], config: SyncConfig) -> None:
+    """Take each (Moodle user id, role id) no longer listed away from the course by the run's action."""
+    if config.unenrol_action == "keep":
         return
-    action = removal_action(config)
-    if action == "keep":
-        return
-    if FUNCTIONS_BY_ACTION.get(action):
-        await workflow.execute_activity_method(MoodleSyncActivities.check_unenrol_action, action, **quick(config))
-    # One activity per WITHDRAW_BATCH people of one role, one after the other: a few events per batch in
-    # the run's history (thousands leaving stay far from its limits) and one read of the course per batch.
+    await check_action(config)
     by_role: dict[int, list[int]] = {}
-    for _, user_id, role_id in leaving:
+    for user_id, role_id in leaving:
         by_role.setdefault(role_id, []).append(user_id)
     for role_id, user_ids in sorted(by_role.items()):
-        for start in range(0, len(user_ids), WITHDRAW_BATCH):
-            batch = user_ids[start:start + WITHDRAW_BATCH]
-            await workflow.execute_activity_method(
-                MoodleSyncActivities.withdraw_users,
-                WithdrawUsersInput(course_id=course_id, user_ids=batch, role_id=role_id, action=action,
-                                   managed_role_ids=list(role_ids(config).values()), listed=False),
-                summary=summaries.withdraw(f"{len(batch)} people no longer listed", action), **slow(config))
+        await withdraw_users(course_id, user_ids, role_id, config, listed=False,
+                             summary="{n} people no longer listed")

@@ -21,7 +21,6 @@ from temporalio.service import RPCError
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.models import course_idnumber
 from openvle_moodle_sync.moodle import MoodleClient
-from openvle_moodle_sync.workflows import ids
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -171,7 +170,7 @@ async def one_run(client: Client, lab: Lab, queue: str, n: int, outage_s: float,
         done, failed = progress.done, progress.failed
     finished = time.monotonic()
     moodle = await check_moodle(lab, event)
-    retried = await retries(client, ids.deploy_id(event["id"]))
+    retried = await retries(client, handle.id)
     ok = outcome == "completed" and done == n and failed == 0 and not moodle["problems"]
     return {"run": run, "ok": ok, "outcome": outcome, "participants": n, "done": done, "failed": failed,
             "done_when_database_stopped": done_at_stop, "database_down_s": round(restarted - stopped, 1),

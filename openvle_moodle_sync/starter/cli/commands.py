@@ -18,8 +18,10 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
+from openvle_moodle_sync.activities.errors import is_configuration_error_type
 from openvle_moodle_sync.failures import describe_failure
-from openvle_moodle_sync.models import InputError, check_event_id, parse_event, parse_participant
+from openvle_moodle_sync.lifecycle import OperationKind, next_step
+from openvle_moodle_sync.models import check_event_id, parse_event, parse_participant
 from openvle_moodle_sync.moodle import MoodleError
 from openvle_moodle_sync.names import CLI
 from openvle_moodle_sync.settings import Settings
@@ -27,7 +29,6 @@ from openvle_moodle_sync.temporal_client import task_queue_pollers
 from openvle_moodle_sync.workflows.types import SubtaskState
 
 from .. import api
-from ..advice import deploy_command, next_step
 from ..plan_view import plan_json, plan_table
 from ..temporal_errors import START_WORKER
 from .context import (
@@ -36,7 +37,6 @@ from .context import (
     EXIT_USAGE,
     CliError,
     Context,
-    input_error,
     json_error,
     read_json,
     valid,
@@ -105,6 +105,9 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     wait_arg(p)
     p.add_argument("--allow-mass-removal", action="store_true",
                    help="go past the mass-removal brake (MOODLE_MAX_REMOVAL_PERCENT) for this deploy")
+    p.add_argument("--reopen", action="store_true",
+                   help="deploy an archived or deleted event: its life starts again (the course shown again, or "
+                        "copied anew)")
     for name, help_ in (("add", "A participant joined an active event: create them if needed and enrol them."),
                         ("remove", "A participant left an active event: take them away (by MOODLE_UNENROL_ACTION).")):
         p = command(name, help_)
@@ -162,14 +165,13 @@ async def _start(ctx: Context, args: argparse.Namespace, handle: WorkflowHandle[
             result = await wait_plain(handle, ctx.out)
     except WorkflowFailureError as failure:
         ctx.err.print(f"[bold red]✗ {escape(handle.id)} failed:[/] {escape(failure_message(failure))}")
-        failed_types: list[str | None] = []
+        failed_types: list[str | None] | None = None
         if is_deploy:
             progress = await progress_or_none(client, event_id)
             if progress is not None and progress.failed:
                 ctx.err.print(failed_participants_table(progress))
                 failed_types = [p.error_type for p in progress.participants if p.state == SubtaskState.FAILED]
-        step = next_step(describe_failure(failure).type, event_id=event_id, again=_again(args),
-                         event_file=getattr(args, "event", None) or "EVENT.json", participant_types=failed_types)
+        step = _next_step(args, describe_failure(failure).type, event_id, participant_types=failed_types)
         ctx.err.print(f"Next: {escape(step)}", highlight=False)
         return EXIT_FAILED
     ctx.out.print(f"[bold green]✓[/] {escape(handle.id)} completed: {escape(describe_result(result))}")
@@ -183,15 +185,18 @@ async def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
     event = valid(parse_event, read_json(args.event, "event"))
     client = await ctx.client()
     handle = await api.deploy_event(client, event, settings=ctx.settings(),
-                                    allow_mass_removal=args.allow_mass_removal)
+                                    allow_mass_removal=args.allow_mass_removal, reopen=args.reopen)
     return await _start(ctx, args, handle, event_id=event.id, is_deploy=True)
 
 
-def _again(args: argparse.Namespace) -> str | None:
-    """The command that runs a failed operation again: the deployment's rerun (None), else the same one."""
-    if args.command in ("deploy", "rerun"):
-        return None
-    return shlex.join([CLI, *args.argv])
+def _next_step(args: argparse.Namespace, error_type: str, event_id: str, *,
+               participant_types: list[str | None] | None = None) -> str:
+    """`lifecycle.next_step` for the command in ``args``: a deployment is repeated by ``rerun``, any other
+    command as the operator typed it; the event's file is the one given."""
+    kind = OperationKind.DEPLOY if args.command in ("deploy", "rerun", "plan") else OperationKind(args.command)
+    return next_step(error_type, kind, event_id, configuration_error=is_configuration_error_type(error_type),
+                     participant_types=participant_types, event_file=getattr(args, "event", None) or "EVENT.json",
+                     command=None if kind == OperationKind.DEPLOY else shlex.join([CLI, *args.argv]))
 
 
 async def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
@@ -200,7 +205,7 @@ async def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
     try:
         plan = await api.plan_event(client, event, settings=ctx.settings())
     except WorkflowFailureError as failure:
-        step = next_step(describe_failure(failure).type, event_id=event.id, again=_again(args), event_file=args.event)
+        step = _next_step(args, describe_failure(failure).type, event.id)
         raise CliError(f"The plan of event {event.id} failed: {failure_message(failure)}", EXIT_FAILED,
                        next_step=step) from None
     if args.json:
@@ -221,14 +226,12 @@ async def _cmd_change(args: argparse.Namespace, ctx: Context) -> int:
 
 async def _cmd_event_end(args: argparse.Namespace, ctx: Context) -> int:
     data = read_json(args.event, "event")
+    # Archive and delete need only the id and the course mapping (as in the API): validate just that.
+    event_id, _ = valid(api.event_ref, data)
     client = await ctx.client()
     start = api.archive_event if args.command == "archive" else api.delete_event
-    # Archive and delete need only the id and the course mapping: the API validates just that.
-    try:
-        handle = await start(client, data, settings=ctx.settings())
-    except InputError as error:
-        raise input_error(error) from None
-    return await _start(ctx, args, handle, event_id=str(data["id"]))
+    handle = await start(client, data, settings=ctx.settings())
+    return await _start(ctx, args, handle, event_id=event_id)
 
 
 async def cmd_rerun(args: argparse.Namespace, ctx: Context) -> int:
@@ -236,7 +239,7 @@ async def cmd_rerun(args: argparse.Namespace, ctx: Context) -> int:
     try:
         handle = await api.rerun_deployment(client, args.event_id, settings=ctx.settings())
     except api.DeploymentNotFound as error:
-        raise CliError(str(error), EXIT_FAILED, next_step=deploy_command()) from None
+        raise CliError(str(error), EXIT_FAILED, next_step=f"{CLI} deploy --event EVENT.json") from None
     return await _start(ctx, args, handle, event_id=args.event_id, is_deploy=True)
 
 
@@ -245,7 +248,7 @@ async def cmd_progress(args: argparse.Namespace, ctx: Context) -> int:
     try:
         progress = await api.get_progress(client, args.event_id)
     except api.DeploymentNotFound as error:
-        raise CliError(str(error), EXIT_FAILED, next_step=deploy_command()) from None
+        raise CliError(str(error), EXIT_FAILED, next_step=f"{CLI} deploy --event EVENT.json") from None
     code = EXIT_FAILED if progress.ended_badly else EXIT_OK
     if args.json:
         print(json.dumps(dataclasses.asdict(progress), ensure_ascii=False, indent=2))
@@ -313,11 +316,15 @@ async def run(argv: list[str] | None = None, *, settings: Settings | None = None
         except RPCError as error:
             # Temporal failed in the middle of the command (the server went away, a missing namespace...).
             raise ctx.temporal_error(error) from None
+        except api.EventStateError as error:  # refused in the event's state, before anything was written
+            raise CliError(str(error), EXIT_FAILED, next_step=error.next_step) from None
     except CliError as error:
         if getattr(args, "json", False):
             print(error.as_json())
         else:
             ctx.err.print(Text(f"Error: {error}", style="red"))
+            if error.next_step and error.next_step not in str(error):
+                ctx.err.print(Text(f"Next: {error.next_step}"))
         return error.code
 
 

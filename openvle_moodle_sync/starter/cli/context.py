@@ -30,7 +30,7 @@ NOTHING_STARTED = "Nothing was started."
 
 class CliError(Exception):
     """A problem the command reports as one message and an exit code. ``next_step`` is what to do, on its
-    own (``--json`` prints it beside the message; the message says it in words already)."""
+    own: ``--json`` prints it beside the message, the words after it (``Next:``) unless the message says it."""
 
     def __init__(self, message: str, code: int = EXIT_FAILED, *, next_step: str | None = None) -> None:
         super().__init__(message)

@@ -20,6 +20,7 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 from openvle_moodle_sync.failures import describe_failure
+from openvle_moodle_sync.lifecycle import OperationKind, again
 from openvle_moodle_sync.workflows.types import (
     ArchiveResult,
     ChangeResult,
@@ -29,7 +30,6 @@ from openvle_moodle_sync.workflows.types import (
 )
 
 from .. import api
-from ..advice import rerun_command
 from ..progress import DeploymentProgress
 
 POLL_SECONDS = 0.5
@@ -188,7 +188,7 @@ def show_progress(out: Console, progress: DeploymentProgress) -> None:
     if progress.next_step:
         out.print(f"Next: {escape(progress.next_step)}", highlight=False)
     elif progress.failed:
-        out.print(f"Fix the cause, then: {escape(rerun_command(progress.event_id))}", highlight=False)
+        out.print(f"Fix the cause, then: {escape(again(OperationKind.DEPLOY, progress.event_id))}", highlight=False)
 
 
 def courses_table(courses: list[dict[str, Any]], search: str) -> Table | str:
