@@ -34,6 +34,11 @@ def is_workflow_not_found(error: BaseException) -> bool:
             and not is_namespace_not_found(error))
 
 
+def is_unreachable(error: RPCError) -> bool:
+    """True when the server stopped answering (gone, too slow, or the call was cut)."""
+    return error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+
+
 def scheme_fix(address: str) -> str:
     """What to write instead of an address with a scheme (``http://host:port``)."""
     bare = address.split("://", 1)[-1].rstrip("/")
@@ -48,7 +53,7 @@ def explain(error: RPCError, *, address: str, namespace: str) -> str:
     if is_namespace_not_found(error):
         return namespace_missing(address, namespace)
     status = error.status
-    if status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+    if is_unreachable(error):
         return (f"{where} stopped answering ({error.message or status.name}). Check that the server is "
                 "running and reachable at TEMPORAL_ADDRESS, then run the command again. A workflow "
                 f"already started keeps running in Temporal; follow it with: {CLI} progress "

@@ -192,11 +192,12 @@ async def cmd_deploy(args: argparse.Namespace, ctx: Context) -> int:
 def _next_step(args: argparse.Namespace, error_type: str, event_id: str, *,
                participant_types: list[str | None] | None = None) -> str:
     """`lifecycle.next_step` for the command in ``args``: a deployment is repeated by ``rerun``, any other
-    command as the operator typed it; the event's file is the one given."""
+    command (a plan too) as the operator typed it; the event's file is the one given."""
     kind = OperationKind.DEPLOY if args.command in ("deploy", "rerun", "plan") else OperationKind(args.command)
+    deployment = args.command in ("deploy", "rerun")
     return next_step(error_type, kind, event_id, configuration_error=is_configuration_error_type(error_type),
                      participant_types=participant_types, event_file=getattr(args, "event", None) or "EVENT.json",
-                     command=None if kind == OperationKind.DEPLOY else shlex.join([CLI, *args.argv]))
+                     command=None if deployment else shlex.join([CLI, *args.argv]))
 
 
 async def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:

@@ -21,7 +21,7 @@ from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
 from openvle_moodle_sync.temporal_client import NamespaceNotFoundError, connect, connection_failure
 from openvle_moodle_sync.temporal_config import resolve
 
-from ..temporal_errors import SCHEME_WARNING, explain, scheme_fix
+from ..temporal_errors import SCHEME_WARNING, explain, is_namespace_not_found, is_unreachable, scheme_fix
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 NOTHING_STARTED = "Nothing was started."
@@ -116,7 +116,8 @@ class Context:
     def temporal_error(self, error: RPCError) -> CliError:
         """An error of Temporal during the command, in words."""
         connection = resolve(self.settings())
-        return CliError(explain(error, address=connection.address, namespace=connection.namespace))
+        step = NAMESPACE_FIX if is_namespace_not_found(error) else CONNECTION_FIX if is_unreachable(error) else None
+        return CliError(explain(error, address=connection.address, namespace=connection.namespace), next_step=step)
 
 
 #: The MOODLE_* settings at their defaults: what a Temporal-only command loads instead of this shell's.
