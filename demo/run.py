@@ -494,11 +494,21 @@ class Demo:
                           soft_wrap=True)
         return 0 if ok else 1
 
+    def write_next_event(self) -> str:
+        """A new event of the same people, for trying the CLI after the demo (its own event is deleted)."""
+        event_id = f"{self.event.get('id', 'demo')}-next"
+        event = {**sample_event(event_id, int(self.event.get("moodle_course_id", 0))),
+                 "name": "Linux Workshop December 2026", "slug": "linux-ws-2026-12"}
+        name = "next-event.json"
+        (self.services.state_dir / name).write_text(json.dumps(event, ensure_ascii=False, indent=2), encoding="utf-8")
+        return name
+
     def hold(self) -> None:
         """--keep-running: leave everything up for exploring until Ctrl-C."""
         env = self.worker_env
         settings = ", ".join(f"{k}={v}" for k, v in env.items() if k.startswith("MOODLE_") and k != "MOODLE_TOKEN")
         pid = self.worker.pid if self.worker else None
+        next_event = self.write_next_event()
         lines = [
             "[bold]Still running (--keep-running).[/] Press Ctrl-C to stop everything.",
             f"  Temporal UI:       {self.ui}",
@@ -510,7 +520,9 @@ class Demo:
             "    openvle-moodle-sync doctor",
             "    openvle-moodle-sync courses",
             f"    openvle-moodle-sync progress --event-id {self.event.get('id', 'ID')}",
-            f"    openvle-moodle-sync deploy --event {self.shown('event.json')} --wait",
+            f"    openvle-moodle-sync plan --event {self.shown(next_event)}",
+            f"    openvle-moodle-sync deploy --event {self.shown(next_event)} --wait",
+            f"  ({self.shown(next_event)} is a new event of the same people: the demo's event is deleted.)",
         ]
         self.console.print()
         for line in lines:

@@ -163,14 +163,14 @@ def test_the_kept_worker_has_the_default_settings_and_the_printed_commands_work(
     assert "MOODLE_DELETE_COURSE_ON_EVENT_DELETE=False" in banner.split("Try the CLI", 1)[0], banner
     commands = [line.strip() for line in banner.split("Try the CLI", 1)[1].splitlines()[1:] if line.startswith("    ")]
     assert any(c.startswith("openvle-moodle-sync doctor") for c in commands), commands
-    event = kept.state_dir / "event.json"
+    event = kept.state_dir / "next-event.json"
     script = "\n".join([*commands, f"openvle-moodle-sync delete --event {event} --wait"])
     shell = subprocess.run(["bash", "-e", "-c", script], cwd=ROOT, env=demo_env(), capture_output=True, text=True,
                            timeout=180)
     said = shell.stdout + shell.stderr
     assert shell.returncode == 0, said
     assert "All checks passed." in said, said
-    assert re.search(r"completed: Moodle course \d+ \(linux-ws-2026-11, created from the template\)", said), said
+    assert re.search(r"completed: Moodle course \d+ \(linux-ws-2026-12, created from the template\)", said), said
     assert re.search(r"completed: Moodle course \d+ kept: MOODLE_DELETE_COURSE_ON_EVENT_DELETE is false", said), said
 
 
