@@ -554,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=package_doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep-running", action="store_true",
-                        help="keep Temporal, the simulator and the worker running after the demo, until Ctrl-C")
+                        help="keep Temporal, the simulator and the worker (on the default settings again) running "
+                             "after the demo, until Ctrl-C")
     parser.add_argument("--state-dir", type=Path, default=DEMO_DIR,
                         help="where the dev server's database, the logs and event.json go (default .demo)")
     parser.add_argument("--latency-ms", type=float, default=LATENCY_MS,
