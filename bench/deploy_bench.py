@@ -46,12 +46,10 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -70,15 +68,16 @@ from temporalio.api.enums.v1 import EventType as E  # noqa: E402
 from temporalio.api.enums.v1 import TaskQueueType  # noqa: E402
 from temporalio.api.taskqueue.v1 import RateLimit  # noqa: E402
 from temporalio.api.workflowservice.v1 import (  # noqa: E402
-    DescribeNamespaceRequest,
     UpdateTaskQueueConfigRequest,
 )
 from temporalio.client import Client, WorkflowHistory  # noqa: E402
 from temporalio.service import RPCError  # noqa: E402
 
+from devtools.processes import WORKER_READY, Proc, Processes, free_port  # noqa: E402
+from devtools.processes import worker_env as supervised_worker_env  # noqa: E402
 from fake_moodle.service import WRITE_FUNCTIONS  # noqa: E402
 from openvle_moodle_sync import starter  # noqa: E402
-from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli  # noqa: E402
+from openvle_moodle_sync.devserver import temporal_cli  # noqa: E402
 from openvle_moodle_sync.models import Event, Participant, Role, parse_event  # noqa: E402
 from openvle_moodle_sync.moodle import MoodleClient  # noqa: E402
 from openvle_moodle_sync.settings import ConfigError, Settings, load_settings  # noqa: E402
@@ -100,96 +99,17 @@ MB = 1024 * 1024
 
 # --- processes ------------------------------------------------------------------------------------------
 
-_STARTED: list[Proc] = []
+_PROCS = Processes(BENCH, own_session=True, fresh_log=True, stop_timeout=20.0, measure=True)
+"""Every process the benchmark starts, with its log file, sampled RSS and CPU time; stopped by its pid only."""
 
 
-class Proc:
-    """A child process with its log file, sampled RSS and CPU time; stopped by its pid only."""
-
-    def __init__(self, name: str, cmd: list[str], log_dir: Path, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        self.popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
-        _STARTED.append(self)
-        self.ps = psutil.Process(self.popen.pid)
-        self.peak_rss = 0
-        self._stop_sampling = threading.Event()
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self._sampler.start()
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def _sample(self) -> None:
-        while not self._stop_sampling.is_set():
-            try:
-                self.peak_rss = max(self.peak_rss, self.ps.memory_info().rss)
-            except psutil.Error:
-                return
-            self._stop_sampling.wait(0.05)
-
-    def hwm_bytes(self) -> int:
-        """The kernel's peak resident set size of the process (VmHWM), or the sampled peak."""
-        with contextlib.suppress(OSError, ValueError):
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return max(int(line.split()[1]) * 1024, self.peak_rss)
-        return self.peak_rss
-
-    def cpu_s(self) -> float:
-        try:
-            t = self.ps.cpu_times()
-            return t.user + t.system + t.children_user + t.children_system
-        except psutil.Error:
-            return 0.0
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    async def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log_text():
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} not ready after {timeout:g} s:\n{self.tail()}")
-            await asyncio.sleep(0.1)
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def stop(self, timeout: float = 20.0) -> None:
-        self._stop_sampling.set()
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    self.popen.kill()
-                self.popen.wait(5)
-        self._log.close()
-        if self in _STARTED:
-            _STARTED.remove(self)
+def spawn(name: str, cmd: list[str], log_dir: Path, env: dict[str, str] | None = None) -> Proc:
+    """Start a process of the benchmark, logging to ``log_dir/<name>.log``."""
+    return _PROCS.start(name, cmd, env=env, log_path=log_dir / f"{name}.log")
 
 
 def stop_all() -> None:
-    for proc in reversed(list(_STARTED)):
-        with contextlib.suppress(Exception):
-            proc.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    _PROCS.stop_all()
 
 
 class Profiler:
@@ -204,16 +124,14 @@ class Profiler:
             return
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         out = self.out_dir / f"{phase}-{target.name}.txt"
-        self.running.append(Proc(f"py-spy-{phase}-{target.name}", [
+        self.running.append(spawn(f"py-spy-{phase}-{target.name}", [
             py_spy, "record", "--pid", str(target.pid), "--format", "raw", "--rate", "200",
             "--nonblocking", "-o", str(out)], self.log_dir))
 
     def stop(self) -> None:
         for proc in self.running:
-            with contextlib.suppress(ProcessLookupError):
-                proc.popen.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.popen.wait(30)
+            proc.signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            proc.wait(30)
             proc.stop()
         self.running.clear()
 
@@ -306,16 +224,14 @@ class MoodleSide:
 
 
 async def start_simulator(name: str, latency_ms: float, log_dir: Path) -> MoodleSide:
-    port = free_port()
-    proc = Proc(name, [sys.executable, "-m", "fake_moodle", "--port", str(port), "--token", SIM_TOKEN,
-                       "--latency-ms", str(latency_ms)], log_dir)
-    await proc.wait_for("listening", 30)
-    return MoodleSide(name, f"http://127.0.0.1:{port}", SIM_TOKEN, proc, real=False, mail_log=None)
+    proc = await asyncio.to_thread(_PROCS.fake_moodle, SIM_TOKEN, latency_ms=latency_ms, name=name,
+                                   log_path=log_dir / f"{name}.log")
+    return MoodleSide(name, proc.url, SIM_TOKEN, proc, real=False, mail_log=None)
 
 
 async def start_proxy(upstream: str, token: str, log_dir: Path, mail_log: Path | None) -> MoodleSide:
     port = free_port()
-    proc = Proc("moodle-proxy", [sys.executable, str(BENCH / "moodle_proxy.py"), "--port", str(port),
+    proc = spawn("moodle-proxy", [sys.executable, str(BENCH / "moodle_proxy.py"), "--port", str(port),
                                  "--upstream", upstream], log_dir)
     url = f"http://127.0.0.1:{port}"
     side = MoodleSide("moodle-proxy", url, token, proc, real=True, mail_log=mail_log)
@@ -324,7 +240,7 @@ async def start_proxy(upstream: str, token: str, log_dir: Path, mail_log: Path |
         with contextlib.suppress(httpx.HTTPError):
             await side.state()
             return side
-        if proc.popen.poll() is not None or time.monotonic() > deadline:
+        if not proc.alive() or time.monotonic() > deadline:
             raise RuntimeError(f"the counting proxy did not start:\n{proc.tail()}")
         await asyncio.sleep(0.1)
 
@@ -440,32 +356,17 @@ TEMPORAL_DB = {
 
 
 async def start_temporal(log_dir: Path, work: Path, db: str, extra: Sequence[str] = ()) -> tuple[Proc, str]:
-    port = free_port()
     storage = [arg.replace("{db}", str(work / "temporal.db")) for arg in TEMPORAL_DB[db]]
-    proc = Proc("temporal", [temporal_cli(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-                             "--port", str(port), *storage, "--log-level", "error", *DEV_SERVER_ARGS, *extra], log_dir)
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            client = await Client.connect(address)
-            await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"))
-            return proc, address
-        except Exception:
-            if proc.popen.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the Temporal dev server did not start:\n{proc.tail()}") from None
-            await asyncio.sleep(0.2)
+    proc = _PROCS.temporal(None, storage=storage, extra=extra, wait=False, log_path=log_dir / "temporal.log")
+    await asyncio.to_thread(proc.wait_until_serving, 60)
+    return proc, proc.address
 
 
 def worker_env(settings: Settings, moodle_url: str, token: str, queue: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "MOODLE_ENABLED": "True", "MOODLE_URL": moodle_url, "MOODLE_TOKEN": token,
-        "TEMPORAL_ADDRESS": resolve(settings).address, "TEMPORAL_NAMESPACE": resolve(settings).namespace,
-        "TEMPORAL_TASK_QUEUE": queue, "MOODLE_MAX_CONCURRENCY": str(settings.moodle_max_concurrency),
-        "PYTHONUNBUFFERED": "1",
-    })
-    return env
+    target = resolve(settings)
+    return supervised_worker_env(moodle_url=moodle_url, token=token, temporal_address=target.address,
+                                 task_queue=queue, isolated=False, TEMPORAL_NAMESPACE=target.namespace,
+                                 MOODLE_MAX_CONCURRENCY=str(settings.moodle_max_concurrency))
 
 
 async def history_lengths(client: Client, queue: str, runs: Sequence[tuple[str, str | None]] = ()) -> dict[str, int]:
@@ -679,8 +580,8 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         target = resolve(settings)
         raise ConfigError(explain(error, address=target.address, namespace=target.namespace)) from None
     env = worker_env(settings, side.url, side.token, queue)
-    worker = Proc("worker", [sys.executable, "worker.py"], log_dir, env=env)
-    await worker.wait_for("worker polling task queue", 60)
+    worker = spawn("worker", [sys.executable, "worker.py"], log_dir, env=env)
+    await worker.output_appears(WORKER_READY, 60)
     procs = {"worker": worker, side.name: side.proc}
     if temporal:
         procs["temporal"] = temporal
@@ -745,15 +646,15 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if temporal:
         out["temporal_server_peak_rss_mb"] = round(temporal.hwm_bytes() / MB, 1)
     worker.stop()
-    if worker.popen.returncode not in (0, -signal.SIGTERM):
-        say(f"worker exited with {worker.popen.returncode}:\n{worker.tail()}")
+    if worker.returncode not in (0, -signal.SIGTERM):
+        say(f"worker exited with {worker.returncode}:\n{worker.tail()}")
 
     # --- engine floor ---
     say(f"engine floor: {2 * n} no-op activities ...")
     floor_queue = f"bench-floor-{run_id}"
     floor_env = worker_env(settings, side.url, side.token, floor_queue)
-    floor_worker = Proc("floor-worker", [sys.executable, str(BENCH / "bench_floor.py")], log_dir, env=floor_env)
-    await floor_worker.wait_for("floor worker polling", 60)
+    floor_worker = spawn("floor-worker", [sys.executable, str(BENCH / "bench_floor.py")], log_dir, env=floor_env)
+    await floor_worker.output_appears("floor worker polling", 60)
     batch = args.floor_batch if args.floor_batch is not None else BATCH_SIZE
     cpu = CpuWindow({"worker": floor_worker, **({"temporal": temporal} if temporal else {})})
     profiler.start(floor_worker, "floor")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shlex
+import shutil
 import signal
 import sys
 import time
@@ -23,6 +26,7 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
 
+from devtools.processes import Proc, ProcessFailed, TemporalProc, free_port, port_is_free, worker_env
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
 from openvle_moodle_sync.starter.cli import describe_result, failure_message, task_queue_pollers, watch_deployment
@@ -32,7 +36,7 @@ from openvle_moodle_sync.workflows.ids import EVENT_ID_ATTRIBUTE
 
 from . import __doc__ as package_doc
 from .sample import newcomer, sample_event
-from .services import DEMO_DIR, Process, ServiceError, Services, free_port, port_is_free
+from .services import DEMO_DIR, ServiceError, Services, StateDirInUse, installed
 
 TOKEN = "demo-token-5f2b9c1e7a"
 LATENCY_MS = 100
@@ -62,8 +66,9 @@ class MoodleView:
     accounts: int
     newuser_mails: int
     welcome_mails: int
+    welcome_to_teachers: int
     welcome_to_students: int
-    """'Welcome to course' mails that went to people now enrolled as students (the rest went to teachers)."""
+    """'Welcome to course' mails by the recipient's role when the mail was sent (not their role now)."""
     calls: int
 
     def lines(self) -> list[str]:
@@ -80,7 +85,7 @@ class MoodleView:
             if c is not None else "  enrolled  -",
             f"  accounts  {self.accounts} of the event's people exist in Moodle (created by the sync, auth manual)",
             f"  mails     {self.newuser_mails} 'new account' mails, {self.welcome_mails} 'welcome to course' mails "
-            f"({self.welcome_mails - self.welcome_to_students} to teachers, {self.welcome_to_students} to students)",
+            f"({self.welcome_to_teachers} to teachers, {self.welcome_to_students} to students)",
             f"  calls     {self.calls} web-service calls so far",
         ]
 
@@ -107,11 +112,16 @@ class Demo:
         )]
         self.temporal_port, self.ui_port = 7233, 8233
         self.moodle_port = 0
-        self.worker: Process | None = None
+        self.worker: Proc | None = None
+        self.worker_env: dict[str, str] = {}
         self.settings: Settings
         self.client: Client
         self.event: dict[str, Any] = {}
         self.people: set[str] = set()
+        self.roles: dict[str, str] = {}
+        """Everyone who has been in the event (username), with their role in it."""
+        self.welcome_roles: list[str] = []
+        """The recipient's role of each 'welcome to course' mail so far, as it was when the mail was sent."""
         self.course_id: int | None = None
 
     # --- start-up -----------------------------------------------------------------------------------
@@ -142,13 +152,14 @@ class Demo:
             "TEMPORAL_TLS": "False",
         }
 
-    def start_processes(self) -> Process:
+    def start_processes(self) -> TemporalProc:
         if not (port_is_free(self.temporal_port) and port_is_free(self.ui_port)):
             self.temporal_port, self.ui_port = free_port(), free_port()
             self.console.print(f"[yellow]Port 7233 or 8233 is in use: the demo's Temporal uses "
                                f"{self.temporal_port} (UI {self.ui_port}) instead.[/]")
         self.moodle_port = free_port()
         temporal = self.services.start_temporal(self.temporal_port, self.ui_port)
+        self.services.record(temporal=f"127.0.0.1:{self.temporal_port}", ui=self.ui)
         self.services.start_moodle(self.moodle_port, TOKEN, self.latency_ms)  # Temporal boots meanwhile
         try:
             self.settings = load_settings(**{k.lower(): v for k, v in self.env().items()})
@@ -156,7 +167,7 @@ class Demo:
             raise ServiceError(f"{error}\n(the demo reads .env too; fix it or move it aside)") from None
         return temporal
 
-    async def connect_temporal(self, temporal: Process) -> None:
+    async def connect_temporal(self, temporal: TemporalProc) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             try:
@@ -165,7 +176,7 @@ class Demo:
                 return
             except (ConnectionError, RPCError) as error:
                 if not temporal.alive():
-                    raise temporal.died() from None
+                    raise temporal.fail("ended before it served") from None
                 if time.monotonic() > deadline:
                     raise ServiceError(f"Temporal did not become ready within {READY_TIMEOUT:.0f} s: {error}") from None
                 await asyncio.sleep(0.2)
@@ -182,15 +193,17 @@ class Demo:
             pass
         return count
 
-    async def start_worker(self, *, delete_course: bool = False) -> Process:
-        if self.worker is not None:
-            self.services.stop(self.worker)
-        worker = self.worker = self.services.start_worker(self.env(delete_course=delete_course))
+    async def start_worker(self, *, delete_course: bool = False) -> Proc:
+        """(Re)start the worker with the demo's settings and wait until Temporal sees it poll."""
+        self.worker_env = self.env(delete_course=delete_course)
+        worker = self.worker = self.services.start_worker(
+            worker_env(moodle_url=self.moodle_url, token=TOKEN, temporal_address=f"127.0.0.1:{self.temporal_port}",
+                       isolated=False, **self.worker_env), self.worker)
         queue, prefix = self.settings.temporal_task_queue, f"{worker.pid}@"
         deadline = time.monotonic() + READY_TIMEOUT
         while not any(p.startswith(prefix) for p in await task_queue_pollers(self.client, queue)):
             if not worker.alive():
-                raise worker.died()
+                raise worker.fail("ended before it polled its task queue")
             if time.monotonic() > deadline:
                 raise ServiceError(f"the worker did not poll within {READY_TIMEOUT:.0f} s; "
                                    f"see {self.shown('worker.log')}")
@@ -206,8 +219,10 @@ class Demo:
         enrolments = [e for e in state["enrolments"] if e["courseid"] == self.course_id and not e["suspended"]]
         users = {u["id"] for u in state["users"] if u["username"] in self.people}
         mails = [m for m in state["messages"] if m["user_id"] in users]
-        students = {e["userid"] for e in enrolments if self.settings.moodle_student_role_id in e["roles"]}
+        usernames = {u["id"]: u["username"] for u in state["users"]}
         welcome = [m for m in mails if m["kind"] == "welcome"]
+        for mail in welcome[len(self.welcome_roles):]:  # sent since the last look: the recipient's role now
+            self.welcome_roles.append(self.roles[usernames[mail["user_id"]]])
         return MoodleView(
             course=course,
             teachers=sum(1 for e in enrolments if self.settings.moodle_instructor_role_id in e["roles"]),
@@ -215,7 +230,8 @@ class Demo:
             accounts=len(users),
             newuser_mails=sum(1 for m in mails if m["kind"] == "newuser"),
             welcome_mails=len(welcome),
-            welcome_to_students=sum(1 for m in welcome if m["user_id"] in students),
+            welcome_to_teachers=self.welcome_roles.count("instructor"),
+            welcome_to_students=self.welcome_roles.count("student"),
             calls=state["call_count"],
         )
 
@@ -279,7 +295,7 @@ class Demo:
         self.expect((after.accounts, after.newuser_mails, after.welcome_mails) == (0, 0, 0),
                     "no account and no mail made by a plan")
         self.console.print(f"[dim]The plan ran on the worker ({after.calls - before.calls} read-only web-service "
-                           "calls): no write, no mail. python -m starter plan --event EVENT.json shows the same.[/]")
+                           "calls): no write, no mail. openvle-moodle-sync plan --event EVENT.json shows the same.[/]")
         step.outcome = (f"would create the course and {len(plan.create_accounts)} accounts; expected mails "
                         + ", ".join(f"{n} {kind}" for kind, n in plan.expected_mails.items()))
 
@@ -325,6 +341,7 @@ class Demo:
     async def add(self, step: Step) -> None:
         person = newcomer(self.event)
         self.people.add(person["username"])
+        self.roles[person["username"]] = person["role"]
         before = await self.moodle()
         handle = await starter.add_participant(self.client, self.event, person, settings=self.settings)
         result = await self.result(handle)
@@ -378,9 +395,16 @@ class Demo:
         self.console.print("[dim]The Moodle accounts stay: other courses may use them.[/]")
         step.outcome = f"course {self.course_id} deleted; {view.accounts} accounts stay"
 
+    async def restore_defaults(self) -> None:
+        """--keep-running: the worker left running gets the default settings back."""
+        self.console.print("Restarting the worker with the default MOODLE_DELETE_COURSE_ON_EVENT_DELETE=False …",
+                           highlight=False)
+        worker = await self.start_worker()
+        self.console.print(f"  worker pid {worker.pid} polling again", highlight=False)
+
     # --- the whole run ------------------------------------------------------------------------------
 
-    async def run(self, temporal: Process) -> int:
+    async def run(self, temporal: TemporalProc, *, keep_running: bool = False) -> int:
         console = self.console
         with console.status("Starting the Temporal dev server …"):
             await self.connect_temporal(temporal)
@@ -395,7 +419,7 @@ class Demo:
         with console.status("Starting the worker …"):
             worker = await self.start_worker()
         console.print(f"[green]✓[/] Worker               pid {worker.pid}, task queue "
-                      f"{self.settings.temporal_task_queue!r} (python worker.py, "
+                      f"{self.settings.temporal_task_queue!r} (openvle-moodle-sync-worker, "
                       f"log {self.shown('worker.log')})",
                       highlight=False)
 
@@ -405,6 +429,7 @@ class Demo:
         event_id = "demo-" + time.strftime("%H%M%S")
         self.event = sample_event(event_id, template)
         self.people = {p["username"] for p in self.event["participants"]}
+        self.roles = {p["username"]: p["role"] for p in self.event["participants"]}
         event_json = json.dumps(self.event, ensure_ascii=False, indent=2)
         (self.services.state_dir / "event.json").write_text(event_json, encoding="utf-8")
         instructors = [p for p in self.event["participants"] if p["role"] == "instructor"]
@@ -417,7 +442,7 @@ class Demo:
             "Chloé Lefèvre, …)\n"
             f"Template: Moodle course {template} ("
             + ", ".join(f"{c['shortname']}" for c in courses if c["id"] == template)
-            + f"), found with `python -m starter courses`.  Event JSON: {self.shown('event.json')}",
+            + f"), found with `openvle-moodle-sync courses`.  Event JSON: {self.shown('event.json')}",
             title="The sample event"), highlight=False)
         console.print(f"All of the event's runs in the Temporal UI: {self.event_link()}", highlight=False,
                       soft_wrap=True)
@@ -440,7 +465,10 @@ class Demo:
             except StepFailed as error:
                 console.print(f"[bold red]✗ Step {index + 1} failed:[/] {escape(str(error))}")
                 break
-        return self.summary()
+        code = self.summary()
+        if keep_running and self.worker_env != self.env():
+            await self.restore_defaults()
+        return code
 
     def summary(self) -> int:
         console = self.console
@@ -466,20 +494,35 @@ class Demo:
                           soft_wrap=True)
         return 0 if ok else 1
 
+    def write_next_event(self) -> str:
+        """A new event of the same people, for trying the CLI after the demo (its own event is deleted)."""
+        event_id = f"{self.event.get('id', 'demo')}-next"
+        event = {**sample_event(event_id, int(self.event.get("moodle_course_id", 0))),
+                 "name": "Linux Workshop December 2026", "slug": "linux-ws-2026-12"}
+        name = "next-event.json"
+        (self.services.state_dir / name).write_text(json.dumps(event, ensure_ascii=False, indent=2), encoding="utf-8")
+        return name
+
     def hold(self) -> None:
         """--keep-running: leave everything up for exploring until Ctrl-C."""
-        env = self.env()
+        env = self.worker_env
+        settings = ", ".join(f"{k}={v}" for k, v in env.items() if k.startswith("MOODLE_") and k != "MOODLE_TOKEN")
+        pid = self.worker.pid if self.worker else None
+        next_event = self.write_next_event()
         lines = [
             "[bold]Still running (--keep-running).[/] Press Ctrl-C to stop everything.",
             f"  Temporal UI:       {self.ui}",
             f"  Moodle simulator:  {self.moodle_url}/_fake/state (its whole state as JSON)",
-            "  Try the CLI in another shell:",
-            f"    export TEMPORAL_ADDRESS={env['TEMPORAL_ADDRESS']} MOODLE_ENABLED=True MOODLE_URL={self.moodle_url} "
-            f"MOODLE_TOKEN={TOKEN}",
-            "    .venv/bin/python -m starter doctor",
-            "    .venv/bin/python -m starter courses",
-            f"    .venv/bin/python -m starter progress --event-id {self.event.get('id', 'ID')}",
-            f"    .venv/bin/python -m starter deploy --event {self.shown('event.json')} --wait",
+            f"  Worker:            pid {pid} with {settings} (the rest from the environment and .env)",
+            "  Try the CLI in another shell, with the worker's settings:",
+            *([f"    source {activate}"] if (activate := venv_activate()) else []),
+            "    export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()),
+            "    openvle-moodle-sync doctor",
+            "    openvle-moodle-sync courses",
+            f"    openvle-moodle-sync progress --event-id {self.event.get('id', 'ID')}",
+            f"    openvle-moodle-sync plan --event {self.shown(next_event)}",
+            f"    openvle-moodle-sync deploy --event {self.shown(next_event)} --wait",
+            f"  ({self.shown(next_event)} is a new event of the same people: the demo's event is deleted.)",
         ]
         self.console.print()
         for line in lines:
@@ -491,6 +534,18 @@ class Demo:
             self.console.print()
 
 
+def venv_activate() -> str | None:
+    """The script that puts the installed commands (``openvle-moodle-sync``) on PATH, as a shell names it from
+    here; None when they are on PATH already or this Python has no virtual environment."""
+    script = installed("openvle-moodle-sync")
+    activate = Path(sys.executable).parent / "activate"
+    if script is None or shutil.which("openvle-moodle-sync") == str(script) or not activate.is_file():
+        return None
+    with contextlib.suppress(ValueError):
+        return str(activate.relative_to(Path.cwd()))
+    return shlex.quote(str(activate))
+
+
 def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
     raise KeyboardInterrupt
 
@@ -499,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=package_doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep-running", action="store_true",
-                        help="keep Temporal, the simulator and the worker running after the demo, until Ctrl-C")
+                        help="keep Temporal, the simulator and the worker (on the default settings again) running "
+                             "after the demo, until Ctrl-C")
     parser.add_argument("--state-dir", type=Path, default=DEMO_DIR,
                         help="where the dev server's database, the logs and event.json go (default .demo)")
     parser.add_argument("--latency-ms", type=float, default=LATENCY_MS,
@@ -517,17 +573,20 @@ def main(argv: list[str] | None = None) -> int:
             demo = Demo(console, services, args.latency_ms)
             try:
                 temporal = demo.start_processes()
-                code = asyncio.run(demo.run(temporal))
+                code = asyncio.run(demo.run(temporal, keep_running=args.keep_running))
                 console.print(f"Finished in {time.monotonic() - started:.1f} s.")
                 if args.keep_running:
                     demo.hold()
-            except ServiceError as error:
+            except (ServiceError, ProcessFailed) as error:
                 console.print(f"[bold red]Could not start the demo:[/] {escape(str(error))}")
                 code = 1
             finally:
                 console.print("Stopping the worker, the Moodle simulator and the Temporal dev server …")
         console.print(f"Stopped. Logs are in {services.shown('')}/; run again with: make demo "
                       "(DEMO_ARGS=--keep-running keeps everything up for the UI).", highlight=False)
+    except StateDirInUse as error:  # nothing was started, nothing in the directory touched
+        console.print(f"[bold red]Could not start the demo:[/] {escape(str(error))}", highlight=False)
+        return 1
     except KeyboardInterrupt:
         console.print("\nInterrupted: everything the demo started is stopped.")
         return 130

@@ -4,14 +4,15 @@ data converter (pydantic models, optionally encrypted payloads) and the event-id
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from temporalio.api.enums.v1 import IndexedValueType, TaskQueueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
@@ -189,3 +190,20 @@ def exit_process(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def run_script(main: Coroutine[Any, Any, int | None]) -> NoReturn:
+    """Run a short-lived script's coroutine, then end the process with `exit_process`: the exit code is what
+    ``main`` returns (None: 0); an exception is printed as Python prints it and exits 1 (Ctrl-C: 130)."""
+    try:
+        code = asyncio.run(main) or 0
+    except KeyboardInterrupt:
+        code = 130
+    except SystemExit as stop:
+        if isinstance(stop.code, str):
+            print(stop.code, file=sys.stderr)
+        code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    exit_process(code)

@@ -1,22 +1,19 @@
-"""Record the histories that tests/test_replay.py replays: one or more runs of each workflow.
+"""Record the histories that tests/test_replay.py replays: one or more runs of each workflow, the 1.0 baseline.
 
     .venv/bin/python -m tests.record_histories
 
-Run it when a workflow change is guarded by `workflow.patched`: it adds the histories of the new code
-path and keeps every stored one, so that the old and the new paths both stay tested. One naming rule:
+One naming rule: ``<scenario>.json`` for a run of the code as released, ``<scenario>__<patch-id>.json`` for a
+run recorded under a `workflow.patched` id (`workflows.patches.PATCHES`: the newest one the run went
+through; for a child workflow, the newest its parent went through). A file that exists already holds that
+code path: it is left as it is, never rewritten. Commit only the new files.
 
-- ``<scenario>.json``: a run that went through no patch (the base code path);
-- ``<scenario>__<patch-id>.json``: a run recorded under a patch; ``<patch-id>`` is the newest patch (in
-  `PATCHES` order) the run went through, and for a child workflow the newest its parent went through.
-
-A file that exists already holds that code path: it is left as it is, never rewritten. Commit only the
-new files.
-
-The scenarios: an event's life (deploy, re-run, add, remove, archive, delete), a participant who fails, a
-deployment in child workflows, convergence (plan, deploy taking people away, the brake, the roster), removal
-and archive under MOODLE_UNENROL_ACTION remove_roles and suspend (with an add back, a deploy taking that
-person away again, and the roster that marks them withdrawn), an add of someone enrolled by hand, a
-delete that keeps the course, and a deploy with Moodle disabled."""
+The scenarios: an event's whole life (deploy, rerun, add, remove, archive, delete) and the life that ordered
+it; operations asked while others run (a deploy queued behind another and replaced by a later one, a deploy
+joined, an add refused on an archived event); a participant who fails; a deployment in child workflows; an
+archive of more students than one activity takes; convergence (plan, deploy taking people away, the brake);
+removal and archive under MOODLE_UNENROL_ACTION remove_roles and suspend (with an add back and a deploy taking
+that person away again); an add of someone enrolled by hand; a delete that keeps the course; a deploy with
+Moodle disabled."""
 
 from __future__ import annotations
 
@@ -24,6 +21,7 @@ import asyncio
 import contextlib
 import json
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
@@ -34,6 +32,7 @@ from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
 from openvle_moodle_sync.workflows import PlanEvent, ids
+from openvle_moodle_sync.workflows.patches import PATCHES
 from tests.conftest import (
     EXTENDED_TOKEN,
     TOKEN,
@@ -48,19 +47,6 @@ from tests.conftest import (
 
 HERE = Path(__file__).parent / "histories"
 
-PATCHES: tuple[str, ...] = (
-    "delete-waits-for-deployment",
-    "instructor-accounts-alongside-students",
-    "bulk-user-lookup",
-    "unenrol-action",
-    "event-roster",
-    "deploy-removal-by-action",
-    "reads-alongside-course",
-    "roster-skips-found-enrolled",
-    "delete-ends-roster",
-)
-"""Every `workflow.patched` id, in the order they were introduced: add a new one at the end."""
-
 
 def patches_of(history: WorkflowHistory) -> set[str]:
     """The patch ids whose markers the history holds (the code paths this run went through)."""
@@ -72,8 +58,8 @@ def patches_of(history: WorkflowHistory) -> set[str]:
                 found.add(json.loads(marker.details["patch-data"].payloads[0].data)["id"])
     unknown = found - set(PATCHES)
     if unknown:
-        raise SystemExit(f"patch id(s) {sorted(unknown)} are not in PATCHES of tests/record_histories.py: add them "
-                         "at the end, in the order they were introduced")
+        raise SystemExit(f"patch id(s) {sorted(unknown)} are not in workflows/patches.py PATCHES: add them there, "
+                         "with the release they ship in")
     return found
 
 
@@ -96,22 +82,56 @@ async def save(client: Client, workflow_id: str, scenario: str, *, parent: str |
     print("recorded", path.name, len(history.events), "events")
 
 
+async def done(handle: Any) -> Any:
+    """The operation's result, or None when it failed (a scenario that records a failure)."""
+    with contextlib.suppress(WorkflowFailureError):
+        return await handle.result()
+    return None
+
+
 async def record_lifecycle(client: Client, fake: FakeMoodle, settings: Settings) -> None:
-    """One event's life: deploy, re-run, add, remove, archive, delete."""
+    """One event's life: deploy, rerun, add, remove, archive, delete, and the EventLife that ran them."""
     event = make_event(fake, participants=5, instructors=1, event_id="rec-1")
-    await (await starter.deploy_event(client, event, settings=settings)).result()
-    await save(client, ids.deploy_id("rec-1"), "deploy_small")
-    await (await starter.rerun_deployment(client, "rec-1", settings=settings)).result()
-    await save(client, ids.deploy_id("rec-1"), "deploy_rerun")
+    deploy = await starter.deploy_event(client, event, settings=settings)
+    await deploy.result()
+    await save(client, deploy.id, "deploy_small")
+    rerun = await starter.rerun_deployment(client, "rec-1", settings=settings)
+    await rerun.result()
+    await save(client, rerun.id, "deploy_rerun")
     person = make_person(event, "new")
-    await (await starter.add_participant(client, event, person, settings=settings)).result()
-    await save(client, ids.participant_id("rec-1", "p-new"), "change_add")
-    await (await starter.remove_participant(client, event, person, settings=settings)).result()
-    await save(client, ids.participant_id("rec-1", "p-new"), "change_remove")
-    await (await starter.archive_event(client, event, settings=settings)).result()
-    await save(client, ids.archive_id("rec-1"), "archive")
-    await (await starter.delete_event(client, event, settings=settings)).result()
-    await save(client, ids.delete_id("rec-1"), "delete")
+    add = await starter.add_participant(client, event, person, settings=settings)
+    await add.result()
+    await save(client, add.id, "change_add")
+    remove = await starter.remove_participant(client, event, person, settings=settings)
+    await remove.result()
+    await save(client, remove.id, "change_remove")
+    archive = await starter.archive_event(client, event, settings=settings)
+    await archive.result()
+    await save(client, archive.id, "archive")
+    delete = await starter.delete_event(client, event, settings=settings)
+    await delete.result()
+    await save(client, delete.id, "delete")
+    await save(client, ids.life_id("rec-1"), "event_life")
+
+
+async def record_overlaps(client: Client, fake: FakeMoodle, settings: Settings) -> None:
+    """Operations asked while others run: a deploy queued behind the first and replaced by a later one, the
+    later one asked twice (joined), then an archive, and an add refused by the life on the archived event."""
+    event = make_event(fake, participants=6, instructors=1, event_id="rec-7")
+    fake.faults.latency_ms = 30
+    first = await starter.deploy_event(client, event, settings=settings)
+    await starter.deploy_event(client, without_participant(event, "p-5"), settings=settings)
+    later = await starter.deploy_event(client, without_participant(event, "p-4"), settings=settings)
+    await starter.deploy_event(client, without_participant(event, "p-4"), settings=settings)
+    archive = await starter.archive_event(client, event, settings=settings)
+    add = await starter.add_participant(client, event, make_person(event, "late"), settings=settings)
+    fake.faults.latency_ms = 0
+    await first.result()
+    await later.result()
+    await archive.result()
+    with contextlib.suppress(starter.EventStateError):
+        await add.result()
+    await save(client, ids.life_id("rec-7"), "event_life_overlaps")
 
 
 async def record_failed_participant(client: Client, fake: FakeMoodle, settings: Settings) -> None:
@@ -119,21 +139,25 @@ async def record_failed_participant(client: Client, fake: FakeMoodle, settings: 
     # Someone else holds participant p-1's username: that participant fails alone.
     await add_moodle_user(fake, username=bad["participants"][1]["username"], email="other@example.com",
                           firstname="Other", lastname="Person")
-    await starter.deploy_event(client, bad, settings=settings)
-    with contextlib.suppress(WorkflowFailureError):
-        await client.get_workflow_handle(ids.deploy_id("rec-2")).result()
-    await save(client, ids.deploy_id("rec-2"), "deploy_failed_participant")
+    deploy = await starter.deploy_event(client, bad, settings=settings)
+    await done(deploy)
+    await save(client, deploy.id, "deploy_failed_participant")
 
 
 async def record_batched(client: Client, fake: FakeMoodle, settings: Settings) -> None:
-    big = make_event(fake, participants=620, instructors=10, event_id="rec-3")
-    await (await starter.deploy_event(client, big, settings=settings)).result()
-    await save(client, ids.deploy_id("rec-3"), "deploy_batched")
-    await save(client, ids.batch_id("rec-3", "students", 1), "deploy_batch_child", parent=ids.deploy_id("rec-3"))
+    """A deployment in child workflows, then an archive of more students than one activity takes away."""
+    big = make_event(fake, participants=1210, instructors=10, event_id="rec-3")
+    deploy = await starter.deploy_event(client, big, settings=settings)
+    await deploy.result()
+    await save(client, deploy.id, "deploy_batched")
+    await save(client, ids.batch_id(deploy.id, "students", 1), "deploy_batch_child", parent=deploy.id)
+    archive = await starter.archive_event(client, big, settings=settings)
+    await archive.result()
+    await save(client, archive.id, "archive_batched")
 
 
 async def record_convergence(client: Client, fake: FakeMoodle, settings: Settings) -> None:
-    """Deploy 10, plan and deploy 8 (two taken away), deploy 3 (the brake holds); the roster's whole life."""
+    """Deploy 10, plan and deploy 8 (two taken away), deploy 3 (the brake holds)."""
     event = make_event(fake, participants=10, instructors=1, event_id="conv-1")
     await (await starter.deploy_event(client, event, settings=settings)).result()
     eight = {**event, "participants": event["participants"][:8]}
@@ -141,18 +165,17 @@ async def record_convergence(client: Client, fake: FakeMoodle, settings: Setting
     assert len(plan.remove) == 2
     async for run in client.list_workflows(f"WorkflowType = '{PlanEvent.__temporal_workflow_definition.name}'"):  # type: ignore[attr-defined]
         await save(client, run.id, "plan")
-    await (await starter.deploy_event(client, eight, settings=settings)).result()
-    await save(client, ids.deploy_id("conv-1"), "deploy_converge")
+    converge = await starter.deploy_event(client, eight, settings=settings)
+    await converge.result()
+    await save(client, converge.id, "deploy_converge")
     three = {**event, "participants": event["participants"][:3]}
-    with contextlib.suppress(WorkflowFailureError):
-        await (await starter.deploy_event(client, three, settings=settings)).result()
-    await save(client, ids.deploy_id("conv-1"), "deploy_brake")
-    await (await starter.delete_event(client, three, settings=settings)).result()  # ends the roster
-    await save(client, ids.roster_id("conv-1"), "event_roster")
+    brake = await starter.deploy_event(client, three, settings=settings)
+    await done(brake)
+    await save(client, brake.id, "deploy_brake")
 
 
 async def record_add_of_someone_enrolled(client: Client, fake: FakeMoodle, settings: Settings) -> None:
-    """A teacher enrolled by hand, added as a student: their role changes, the roster is read, not written."""
+    """A teacher enrolled by hand, added as a student: their role changes, the roster is left alone."""
     event = make_event(fake, participants=2, instructors=1, event_id="rec-5")
     deployed = await (await starter.deploy_event(client, event, settings=settings)).result()
     person = make_person(event, "teacher")
@@ -160,8 +183,9 @@ async def record_add_of_someone_enrolled(client: Client, fake: FakeMoodle, setti
                                     firstname="By", lastname="Hand")
     async with moodle_for(fake, settings) as moodle:
         await moodle.enrol_users([{"roleid": 3, "userid": account.id, "courseid": deployed.course_id or 0}])
-    await (await starter.add_participant(client, event, person, settings=settings)).result()
-    await save(client, ids.participant_id("rec-5", person["id"]), "change_add_found_enrolled")
+    add = await starter.add_participant(client, event, person, settings=settings)
+    await add.result()
+    await save(client, add.id, "change_add_found_enrolled")
 
 
 async def record_unenrol_actions(client: Client) -> None:
@@ -173,17 +197,20 @@ async def record_unenrol_actions(client: Client) -> None:
             event = make_event(fake, participants=4, instructors=1, event_id=f"rec-{action.replace('_', '-')}")
             await (await starter.deploy_event(client, event, settings=settings)).result()
             person = event["participants"][1]
-            await (await starter.remove_participant(client, event, person, settings=settings)).result()
-            await save(client, ids.participant_id(event["id"], person["id"]), f"change_remove_{action}")
+            remove = await starter.remove_participant(client, event, person, settings=settings)
+            await remove.result()
+            await save(client, remove.id, f"change_remove_{action}")
             # Added back, then no longer listed: the roster marks them withdrawn, then holds them again.
-            await (await starter.add_participant(client, event, person, settings=settings)).result()
-            await save(client, ids.participant_id(event["id"], person["id"]), f"change_add_back_{action}")
-            rest = without_participant(event, person["id"])
-            await (await starter.deploy_event(client, rest, settings=settings)).result()
-            await save(client, ids.deploy_id(event["id"]), f"deploy_converge_{action}")
-            await (await starter.archive_event(client, event, settings=settings)).result()
-            await save(client, ids.archive_id(event["id"]), f"archive_{action}")
-            await save(client, ids.roster_id(event["id"]), f"event_roster_{action}")
+            add = await starter.add_participant(client, event, person, settings=settings)
+            await add.result()
+            await save(client, add.id, f"change_add_back_{action}")
+            converge = await starter.deploy_event(client, without_participant(event, person["id"]),
+                                                  settings=settings)
+            await converge.result()
+            await save(client, converge.id, f"deploy_converge_{action}")
+            archive = await starter.archive_event(client, event, settings=settings)
+            await archive.result()
+            await save(client, archive.id, f"archive_{action}")
 
 
 async def main() -> None:
@@ -196,6 +223,7 @@ async def main() -> None:
     settings = make_settings(moodle_delete_course_on_event_delete=True)
     async with running_worker(client, settings, fake):
         await record_lifecycle(client, fake, settings)
+        await record_overlaps(client, fake, settings)
         await record_failed_participant(client, fake, settings)
         await record_batched(client, fake, settings)
         await record_convergence(client, fake, settings)
@@ -205,12 +233,14 @@ async def main() -> None:
     async with running_worker(client, keeping, fake):
         event = make_event(fake, 2, event_id="rec-6")
         await (await starter.deploy_event(client, event, settings=keeping)).result()
-        await (await starter.delete_event(client, event, settings=keeping)).result()
-        await save(client, ids.delete_id("rec-6"), "delete_kept")
+        delete = await starter.delete_event(client, event, settings=keeping)
+        await delete.result()
+        await save(client, delete.id, "delete_kept")
     disabled = make_settings(moodle_enabled=False, moodle_url="", moodle_token="")
     async with running_worker(client, disabled, fake):
-        await (await starter.deploy_event(client, make_event(fake, 2, event_id="rec-4"), settings=disabled)).result()
-        await save(client, ids.deploy_id("rec-4"), "deploy_disabled")
+        deploy = await starter.deploy_event(client, make_event(fake, 2, event_id="rec-4"), settings=disabled)
+        await deploy.result()
+        await save(client, deploy.id, "deploy_disabled")
     await env.shutdown()
 
 

@@ -25,8 +25,19 @@ def test_every_workflow_has_a_stored_history() -> None:
     assert types == {w.__temporal_workflow_definition.name for w in ALL_WORKFLOWS}  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("history", [WorkflowHistory.from_json(p.stem, p.read_text()) for p in HISTORIES],
-                         ids=[p.stem for p in HISTORIES])
+def recorded(path: Path) -> WorkflowHistory:
+    """The stored history under the workflow id it ran with: a deployment names its batches after its own id,
+    and that id is kept in the ids of the batches it started."""
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    for event in history.events:
+        if event.HasField("start_child_workflow_execution_initiated_event_attributes"):
+            child = event.start_child_workflow_execution_initiated_event_attributes.workflow_id
+            if child.endswith(("-students-0", "-instructors-0")):
+                return WorkflowHistory.from_json(child.rsplit("-", 2)[0], path.read_text())
+    return history
+
+
+@pytest.mark.parametrize("history", [recorded(p) for p in HISTORIES], ids=[p.stem for p in HISTORIES])
 async def test_history_replays(history: WorkflowHistory) -> None:
     replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=data_converter(make_settings()))
     await replayer.replay_workflow(history)

@@ -21,6 +21,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from openvle_moodle_sync import starter
+from openvle_moodle_sync.workflows import ids
 from tests.conftest import make_settings
 from tests.proc import Processes, assert_deployed, people, processes_in, worker_env
 
@@ -112,25 +113,29 @@ async def test_token_is_in_no_history_and_no_log(processes: Processes, temporal_
 
     # A revoked token: the deployment fails with Moodle's invalidtoken error (logged, recorded in history).
     moodle.faults(token_valid=False)
+    handles: list[starter.OperationHandle[Any]] = [await starter.deploy_event(client, event, settings=settings)]
     with pytest.raises(WorkflowFailureError) as failure:
-        await asyncio.wait_for((await starter.deploy_event(client, event, settings=settings)).result(), 60)
+        await asyncio.wait_for(handles[0].result(), 60)
     assert "invalidtoken" in str(failure.value.cause)
     moodle.faults(token_valid=True, lose_response_rate=0.3)
 
     # Token fixed, a third of the write answers lost: re-run, add, remove.
-    deployed = await asyncio.wait_for((await starter.rerun_deployment(client, event_id, settings=settings)).result(),
-                                      60)
+    handles.append(await starter.rerun_deployment(client, event_id, settings=settings))
+    deployed = await asyncio.wait_for(handles[-1].result(), 60)
     assert deployed.done == 8
-    await asyncio.wait_for((await starter.add_participant(client, event, newcomer, settings=settings)).result(), 60)
-    await asyncio.wait_for((await starter.remove_participant(client, event, leaver, settings=settings)).result(), 60)
+    handles.append(await starter.add_participant(client, event, newcomer, settings=settings))
+    await asyncio.wait_for(handles[-1].result(), 60)
+    handles.append(await starter.remove_participant(client, event, leaver, settings=settings))
+    await asyncio.wait_for(handles[-1].result(), 60)
 
     # Moodle down for a moment while the event is archived.
     moodle.faults(lose_response_rate=0.0, outage="503")
-    archive = await starter.archive_event(client, event, settings=settings)
+    handles.append(await starter.archive_event(client, event, settings=settings))
     await asyncio.sleep(1.5)
     moodle.faults(outage=None)
-    archived = await asyncio.wait_for(archive.result(), 60)
-    deleted = await asyncio.wait_for((await starter.delete_event(client, event, settings=settings)).result(), 60)
+    archived = await asyncio.wait_for(handles[-1].result(), 60)
+    handles.append(await starter.delete_event(client, event, settings=settings))
+    deleted = await asyncio.wait_for(handles[-1].result(), 60)
     assert archived.hidden and deleted.kept
 
     # The simulator got the token: it answered the writes only because the token was right.
@@ -141,13 +146,12 @@ async def test_token_is_in_no_history_and_no_log(processes: Processes, temporal_
     calls = state["calls_by_function"]
     assert calls.get("core_user_create_users", 0) >= 9 and calls.get("enrol_manual_unenrol_users", 0) >= 2
 
-    # Every history of the run: two deployments (one failed), the participant changes, archive, delete.
-    expected = {f"moodle-deploy-{event_id}", f"moodle-participant-{event_id}-{newcomer['id']}",
-                f"moodle-participant-{event_id}-{leaver['id']}", f"moodle-archive-{event_id}",
-                f"moodle-delete-{event_id}"}
+    # Every history of the run: the event's life, two deployments (one failed), the participant changes,
+    # archive, delete.
+    expected = {ids.life_id(event_id), *(h.id for h in handles)}
     histories = await export_histories(client, f'TaskQueue = "{queue}"', expect_ids=expected)
     assert {h.workflow_id for h in histories} >= expected
-    assert sum(1 for h in histories if h.workflow_id == f"moodle-deploy-{event_id}") == 2
+    assert sum(1 for h in histories if h.workflow_id.startswith(ids.deploy_id(event_id, ""))) == 2
     assert sum(h.events for h in histories) > 100
     joined = "\n".join(h.json for h in histories)
     # What the search reads: failure texts in the clear, payloads (here the newcomer's email) in base64.

@@ -149,10 +149,10 @@ class OperationHandle(WorkflowHandle[Any, R], Generic[R]):
                 return result
             record = await read_life(self._client, self.event_id)
             life = record.view if record else None
-            view = life.find(self.op_id) if life else None
+            view = life.find(target) if life else None
             if life is not None and view is not None and view.state == OperationState.REFUSED:
                 raise _refused_view(view, life)
-            if view is not None and view.joined and view.joined != target:
+            if view is not None and view.joined:  # joined, or replaced: follow to the run that answers
                 target = view.joined
                 continue
             await asyncio.sleep(delay)

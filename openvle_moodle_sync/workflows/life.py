@@ -9,6 +9,7 @@ in its memo a `LifeView` that the API and `progress` read with no worker running
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -88,18 +89,21 @@ class EventLife:
         self._recent: list[OperationView] = list(life.recent)
         self._current: tuple[Operation, OperationView] | None = None
         self._taken = 0
+        self._changed = True
 
     @workflow.run
     async def run(self, life: LifeInput) -> LifeView:
-        self._publish()
+        publisher = asyncio.create_task(self._publisher())
         while True:
             await workflow.wait_condition(lambda: bool(self._queue) or self._resting())
             if not self._queue:
                 break
             await self._take(self._queue.pop(0))
             self._taken += 1
-            self._publish()
+            self._changed = True
         await workflow.wait_condition(workflow.all_handlers_finished)
+        publisher.cancel()
+        self._publish()
         if self._queue or self._life.state != LifeState.DELETED:
             workflow.continue_as_new(self._carried())
         return self._view()  # deleted: the life ends (a deploy with reopen starts a new one)
@@ -134,7 +138,7 @@ class EventLife:
                 self._end(self._view_of(earlier, OperationState.SUPERSEDED, joined=op.workflow_id,
                                         outcome=f"replaced by the later deploy {op.workflow_id} before it started"))
             self._queue.append(op)
-        self._publish()
+        self._changed = True
 
     @workflow.signal(name=RECORD_SIGNAL)
     def record(self, update: RosterUpdate) -> None:
@@ -152,7 +156,7 @@ class EventLife:
             return
         view = self._view_of(op, OperationState.RUNNING)
         self._current = (op, view)
-        self._publish()
+        self._changed = True
         try:
             view.outcome = await self._run_child(op)
             view.state = OperationState.COMPLETED
@@ -250,6 +254,14 @@ class EventLife:
             projected=projected, current=self._current[1] if self._current else None,
             queued=[self._view_of(o, OperationState.QUEUED) for o in self._queue[:QUEUED_SHOWN]],
             queued_total=len(self._queue), recent=list(self._recent), last_deploy=life.last_deploy)
+
+    async def _publisher(self) -> None:
+        """Publish the view once per workflow task that changed it (operations arriving together, say twenty
+        adds during a deploy, make one memo update, not twenty)."""
+        while True:
+            await workflow.wait_condition(lambda: self._changed)
+            self._changed = False
+            self._publish()
 
     def _publish(self) -> None:
         view = self._view()

@@ -260,9 +260,10 @@ class LifeView:
     last_deploy: str | None = None
     """Workflow id of the event's latest deployment (its per-participant progress)."""
 
-    def find(self, op_id: str) -> OperationView | None:
+    def find(self, workflow_id: str) -> OperationView | None:
+        """The operation carried out (or joined, replaced, refused) under ``workflow_id``, if listed."""
         for view in [*self.recent, *([self.current] if self.current else []), *self.queued]:
-            if view.op_id == op_id:
+            if view.workflow_id == workflow_id:
                 return view
         return None
 
