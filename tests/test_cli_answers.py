@@ -320,3 +320,24 @@ async def test_json_errors_of_the_environment(tmp_path: Path) -> None:
     assert json_answer(out)["next_step"] == CONNECTION_FIX
     code, out = await run_cli("courses", "--json", env=cli_env(XDG_CONFIG_HOME=str(tmp_path)))
     assert code == 1 and "MOODLE_URL" in json_answer(out)["error"]
+
+
+# --- progress shows the event's life ---------------------------------------------------------------------
+
+
+async def test_progress_shows_the_events_life(client: Client, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeMoodle(token=TOKEN)
+    settings = make_settings()
+    event = make_event(fake, participants=2)
+    path = write(tmp_path, "e.json", event)
+    async with running_worker(client, settings, fake):
+        assert await cli.run(["deploy", "--event", path, "--wait"], client=client, settings=settings) == 0
+        assert await cli.run(["archive", "--event", path, "--wait"], client=client, settings=settings) == 0
+        capsys.readouterr()
+        assert await cli.run(["progress", "--event-id", event["id"]], client=client, settings=settings) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"Event {event['id']}: archived since " in out, out
+    assert f"Operations on event {event['id']}" in out
+    table = out.split(f"Operations on event {event['id']}")[1]
+    assert table.index("deploy") < table.index("archive") and table.count("completed") >= 2, table

@@ -166,14 +166,21 @@ def pending_activities_table(progress: DeploymentProgress) -> Table:
 
 
 def show_progress(out: Console, progress: DeploymentProgress) -> None:
-    """``progress`` for people: the run, its participants, why it waits or failed, and what to do next."""
+    """``progress`` for people: the event's life, its latest deployment and that one's participants, why it
+    waits or failed, and what to do next."""
+    since = f" since {progress.event_state_since[:19].replace('T', ' ')} UTC" if progress.event_state_since else ""
+    out.print(f"Event [bold]{escape(progress.event_id)}[/]: {escape(progress.event_state.replace('_', ' '))}"
+              f"{escape(since)}", highlight=False)
+    if progress.operation is not None or progress.queued or progress.recent:
+        out.print(operations_table(progress))
     colour = {"completed": "green", "running": "cyan"}.get(progress.state, "red")
     out.print(f"Deployment of event [bold]{escape(progress.event_id)}[/] ({escape(progress.workflow_id)}): "
               f"[{colour}]{escape(progress.state)}[/]")
     out.print(f"  stage:         {escape(progress.stage)}")
     out.print(f"  Moodle course: {progress.course_id if progress.course_id is not None else '-'}")
     out.print(f"  participants:  {progress.total} — [green]{progress.done} done[/], "
-              f"[red]{progress.failed} failed[/], {progress.running} running, {progress.pending} pending")
+              f"[red]{progress.failed} failed[/], {progress.running} running, {progress.pending} pending"
+              + (f", {progress.stopped} not done (run stopped)" if progress.stopped else ""))
     worker = "yes" if progress.worker_polling else "[bold red]no[/] (figures as recorded by the server)"
     out.print(f"  worker:        {worker}, task queue {escape(progress.task_queue)!r}", highlight=False)
     if progress.failure is not None:
@@ -189,6 +196,29 @@ def show_progress(out: Console, progress: DeploymentProgress) -> None:
         out.print(f"Next: {escape(progress.next_step)}", highlight=False)
     elif progress.failed:
         out.print(f"Fix the cause, then: {escape(again(OperationKind.DEPLOY, progress.event_id))}", highlight=False)
+
+
+def operations_table(progress: DeploymentProgress) -> Table:
+    """The event's operations: the last ones that ended (oldest first), the one in flight, those queued."""
+    table = Table(title=f"Operations on event {escape(progress.event_id)}", title_justify="left")
+    table.add_column("operation")
+    table.add_column("state")
+    table.add_column("asked / ended")
+    table.add_column("outcome, or why not", overflow="fold")
+    rows = [*progress.recent, *([progress.operation] if progress.operation else []), *progress.queued]
+    for op in rows:
+        when = (op.ended_at or op.asked_at)[:19].replace("T", " ")
+        if op.failure:
+            why = f"[{op.failure_type}] {op.failure}" if op.failure_type else op.failure
+            result = why + (f" Next: {op.next_step}" if op.next_step else "")
+        else:
+            result = op.outcome or (f"as {op.joined}" if op.joined else "")
+        colour = {"completed": "green", "joined": "green", "superseded": "dim", "running": "cyan",
+                  "queued": "cyan"}.get(op.state, "red")
+        table.add_row(escape(op.what or str(op.kind)), f"[{colour}]{escape(str(op.state))}[/]", when, escape(result))
+    if progress.queued_total > len(progress.queued):
+        table.add_row(f"… {progress.queued_total - len(progress.queued)} more queued", "", "", "")
+    return table
 
 
 def courses_table(courses: list[dict[str, Any]], search: str) -> Table | str:
