@@ -74,6 +74,19 @@ FUNCTIONS_BY_ACTION: dict[str, tuple[str, ...]] = {"remove_roles": ROLE_FUNCTION
 ENROLMENT_KEPT_ACTIONS: frozenset[str] = frozenset({"suspend", "remove_roles"})
 
 
+def address_problem(address: str) -> str | None:
+    """Why ``address`` is no Temporal address (``host:port``), or None. An address with a scheme is let
+    through: the CLI says what to write instead (`temporal_errors.scheme_fix`)."""
+    if "://" in address:
+        return None
+    host, colon, port = address.strip().rpartition(":")
+    if colon and host and port.isdigit() and 0 < int(port) < 65536:
+        return None
+    example = (host if colon and host else address.strip()) or "localhost"
+    return (f"{address!r} needs host:port (the port of Temporal's frontend, 7233 by default), "
+            f'e.g. TEMPORAL_ADDRESS="{example}:7233"')
+
+
 class ConfigError(Exception):
     """The configuration is unusable; the message lists each variable and how to fix it."""
 
@@ -232,6 +245,13 @@ class Settings(BaseSettings):
         # `TEMPORAL_API_KEY=""` in .env means "not set", as an unset variable does for the temporal CLI.
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("temporal_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None and (problem := address_problem(value)):
+            raise ValueError(problem)
+        return value
+
     @field_validator(*TEMPORAL_FILE_FIELDS)
     @classmethod
     def _file_exists(cls, value: str | None) -> str | None:
@@ -257,9 +277,12 @@ class Settings(BaseSettings):
             raise ValueError('TEMPORAL_TLS is "False" but a client certificate is set '
                              '(TEMPORAL_TLS_CLIENT_CERT_PATH); set TEMPORAL_TLS="True" or leave it unset for mTLS')
         try:
-            resolve(self)
+            connection = resolve(self)
         except ConfigError as error:
             raise ValueError(str(error)) from None
+        if self.temporal_address is None and (problem := address_problem(connection.address)):
+            raise ValueError(f"TEMPORAL_PROFILE / TEMPORAL_CONFIG_FILE: the address of profile {connection.profile!r} "
+                             f"of {connection.config_file}: {problem}; fix it in the file or set TEMPORAL_ADDRESS")
         return self
 
     @model_validator(mode="after")

@@ -10,15 +10,18 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.enums.v1 import IndexedValueType, TaskQueueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from openvle_moodle_sync.codec import payload_codec
 from openvle_moodle_sync.settings import Settings
@@ -39,16 +42,42 @@ def data_converter(settings: Settings) -> DataConverter:
                                failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
 
 
+NAMESPACE_CHECK_TIMEOUT = timedelta(seconds=10)
+
+
+class NamespaceNotFoundError(ConnectionError):
+    """The server answers but has no namespace of that name (TEMPORAL_NAMESPACE)."""
+
+
 async def connect(settings: Settings) -> Client:
     """A client for the Temporal the settings name (temporal_config.resolve: envconfig, as the `temporal`
-    CLI) with this service's data converter. `ConnectionError` in words when it cannot connect."""
+    CLI) with this service's data converter. `ConnectionError` in words when it cannot connect, and
+    `NamespaceNotFoundError` (one) when the server has no such namespace: said here, not by the first call."""
     connection = resolve(settings)
     try:
         client = await Client.connect(**connection.connect_config, data_converter=data_converter(settings))
     except (RuntimeError, RPCError) as error:
         raise ConnectionError(connection_failure(connection, error)) from None
+    await _check_namespace(client, connection)
     log.info("connected to Temporal at %s", connection.describe())
     return client
+
+
+async def _check_namespace(client: Client, connection: TemporalConnection) -> None:
+    """`NamespaceNotFoundError` when the namespace does not exist. Any other answer (a key that may not
+    describe namespaces, a slow server) is left to the calls that follow, which word their own errors."""
+    try:
+        await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=client.namespace),
+                                                         timeout=NAMESPACE_CHECK_TIMEOUT)
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise NamespaceNotFoundError(namespace_missing(connection.address, connection.namespace)) from None
+
+
+def namespace_missing(address: str, namespace: str) -> str:
+    """What to do when Temporal at ``address`` has no namespace ``namespace``."""
+    return (f"Temporal at {address} has no namespace {namespace!r}. Set TEMPORAL_NAMESPACE to the namespace "
+            "the worker uses (list them with: temporal operator namespace list); the dev server has 'default'.")
 
 
 def connection_failure(connection: TemporalConnection, error: Exception) -> str:
@@ -106,13 +135,17 @@ _CERTIFICATE_WORDS = ("invalidcertificate", "unknownissuer", "notvalidforname", 
 _AUTH_WORDS = ("unauthenticated", "unauthorized", "permission denied", "permissiondenied", "api key")
 
 
+async def search_attribute_registered(client: Client, *, rpc_timeout: timedelta | None = None) -> bool:
+    """Whether the namespace knows the OpenVLEEventId search attribute (the worker registers it)."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace), timeout=rpc_timeout)
+    return EVENT_ID_ATTRIBUTE.name in existing.custom_attributes
+
+
 async def ensure_search_attributes(client: Client) -> None:
     """Register the OpenVLEEventId search attribute when the server does not know it yet."""
-    existing = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace)
-    )
     name = EVENT_ID_ATTRIBUTE.name
-    if name in existing.custom_attributes:
+    if await search_attribute_registered(client):
         return
     try:
         await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
@@ -123,6 +156,28 @@ async def ensure_search_attributes(client: Client) -> None:
     except RPCError as error:
         if "already" not in str(error).lower():
             raise
+
+
+LIVE_POLLER_WINDOW = timedelta(minutes=1)
+"""A worker counts as polling when the server saw it poll within this time. The server lists a worker
+that has exited for minutes after; a live idle worker polls again whenever its long poll ends (every
+50 s on the dev server), so a minute tells the two apart."""
+
+
+async def task_queue_pollers(client: Client, queue: str, *, rpc_timeout: timedelta | None = None) -> list[str]:
+    """The identities of the workers polling ``queue`` for workflow tasks now (seen within
+    `LIVE_POLLER_WINDOW`)."""
+    response = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+        namespace=client.namespace, task_queue=TaskQueue(name=queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    ), timeout=rpc_timeout)
+    return live_pollers(response.pollers, now=datetime.now(UTC))
+
+
+def live_pollers(pollers: Iterable[PollerInfo], *, now: datetime) -> list[str]:
+    """The identities of ``pollers`` seen within `LIVE_POLLER_WINDOW` of ``now``."""
+    return [p.identity for p in pollers if p.HasField("last_access_time")
+            and now - p.last_access_time.ToDatetime(tzinfo=UTC) <= LIVE_POLLER_WINDOW]
 
 
 def exit_process(code: int) -> NoReturn:

@@ -87,6 +87,10 @@ async def test_deploy_without_wait_prints_the_workflow_id(client: Client, fake: 
     assert code == 0
     assert out.strip().startswith(ids.deploy_id(event["id"], ""))
     assert "progress --event-id" in err
+    for _ in range(100):  # the event's life starts the operation's workflow once it takes it up
+        if not await not_started(client, out.strip()):
+            break
+        await asyncio.sleep(0.1)
     await client.get_workflow_handle(out.strip()).result()
 
 
@@ -115,11 +119,15 @@ async def test_failed_deployment_names_each_failed_participant(client: Client, f
     event = make_event(fake, participants=3)
     # "admin" is another Moodle account (the token's user) with another email: that participant alone fails.
     event["participants"][2] |= {"username": "admin", "email": "not-the-admin@example.com"}
-    code, out, err = await run(capsys, "deploy", "--event", write(tmp_path, "e.json", event), "--wait",
-                               client=client, settings=settings)
+    path = write(tmp_path, "e.json", event)
+    code, out, err = await run(capsys, "deploy", "--event", path, "--wait", client=client, settings=settings)
     assert code == 1
     assert ErrorType.DEPLOYMENT_INCOMPLETE in err and "1 of 3 participants" in err
     assert "p-2" in err and "admin" in err  # the table of failed participants, with the error
+    # A participant's details clash with another account: a re-run would fail the same way; fix the event.
+    assert "Next: Fix the failed participants' details in the event" in err
+    (next_line,) = " ".join(err.split()).split("Next: ")[1:]
+    assert f"openvle-moodle-sync deploy --event {path} --wait" in next_line and "rerun" not in next_line
 
     code, out, _ = await run(capsys, "progress", "--event-id", event["id"], "--json", client=client,
                              settings=settings)
@@ -130,7 +138,7 @@ async def test_failed_deployment_names_each_failed_participant(client: Client, f
     assert [p["id"] for p in failed] == ["p-2"] and "admin" in failed[0]["error"]
     assert progress["failure"]["type"] == "DeploymentIncomplete"
     assert "1 of 3 participants" in progress["failure"]["message"]
-    assert f"rerun --event-id {event['id']}" in progress["next_step"]
+    assert "deploy it again" in progress["next_step"] and "openvle-moodle-sync deploy" in progress["next_step"]
     assert progress["worker_polling"] is True
     # "enrolled" read as "not enrolled" for people enrolled before: the field says what it means now.
     assert all("enrolled" not in p and "written_by_this_run" in p for p in progress["participants"])
@@ -138,7 +146,7 @@ async def test_failed_deployment_names_each_failed_participant(client: Client, f
     code, out, _ = await run(capsys, "progress", "--event-id", event["id"], client=client, settings=settings)
     assert code == 1
     assert "failed" in out and "[DeploymentIncomplete]" in out and "1 of 3 participants" in out
-    assert "p-2" in out and "admin" in out and "Next: Fix the cause" in out and "rerun --event-id" in out
+    assert "p-2" in out and "admin" in out and "Next: Fix the failed participants' details" in out
 
     # The cause persists, so a re-run fails the same way, and says so.
     code, _, err = await run(capsys, "rerun", "--event-id", event["id"], "--wait", client=client, settings=settings)
@@ -175,7 +183,9 @@ async def test_a_failed_change_exits_1_with_the_reason(client: Client, fake: Fak
     code, _, err = await run(capsys, "add", "--event", write(tmp_path, "e.json", event), "--participant",
                              write(tmp_path, "p.json", event["participants"][0]), "--wait",
                              client=client, settings=settings)
-    assert code == 1 and "has no Moodle course yet" in err
+    # Refused at the call, in words with the next step, before anything is written (issue 23 point 2).
+    assert code == 1 and "is not deployed to Moodle" in err and "Next: Deploy it first" in err
+    assert await not_started(client, ids.life_id(event["id"]))
 
 
 async def test_progress_says_why_a_run_waits(client: Client, fake: FakeMoodle, settings: Settings, worker: Worker,

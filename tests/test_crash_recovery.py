@@ -101,7 +101,7 @@ async def test_worker_killed_mid_deployment_completes_after_restart(
     assert time.monotonic() - started < 10
     assert recorded.worker_polling is False and recorded.state == "running"
     assert recorded.total == PARTICIPANTS and before.done <= recorded.done < PARTICIPANTS
-    assert queue in (recorded.message or "") and "python worker.py" in (recorded.next_step or "")
+    assert queue in (recorded.message or "") and "openvle-moodle-sync-worker" in (recorded.next_step or "")
     out_file = io.StringIO()
     started = time.monotonic()
     code = await cli_run(["progress", "--event-id", event["id"], "--json"], client=client, settings=settings,

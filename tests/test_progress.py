@@ -37,13 +37,13 @@ async def test_no_worker_answers_within_seconds_from_the_record(client: Client, 
     assert progress.worker_polling is False and progress.source == "history"
     assert (progress.state, progress.total, progress.done, progress.task_queue) == ("running", 5, 0, queue)
     assert f"No worker polls task queue {queue!r}" in (progress.message or "")
-    assert "python worker.py" in (progress.next_step or "") and f"TEMPORAL_TASK_QUEUE={queue}" in (
+    assert "openvle-moodle-sync-worker" in (progress.next_step or "") and f"TEMPORAL_TASK_QUEUE={queue}" in (
         progress.next_step or "")
 
     code, out = await progress_cli(capsys, client, "--event-id", event["id"], "--json")
     assert code == 0 and json.loads(out)["worker_polling"] is False
     code, out = await progress_cli(capsys, client, "--event-id", event["id"])
-    assert code == 0 and "worker:        no" in out and queue in out and "python worker.py" in out
+    assert code == 0 and "worker:        no" in out and queue in out and "openvle-moodle-sync-worker" in out
 
     async with running_worker(client, settings, fake):
         result = await handle.result()

@@ -268,6 +268,7 @@ async def test_mtls_deploy_through_a_worker_connected_via_the_proxy(mtls_proxy: 
     assert len(result.participants) == 5
     assert result.course_id is not None and len(fake.site.enrolled(result.course_id)) == 5
     paths = {r[":path"].rsplit("/", 1)[-1] for r in mtls_proxy.requests}
+    # The deploy reached the event's life through the proxy (signal-with-start), and so did the worker's polls.
     assert {"SignalWithStartWorkflowExecution", "PollWorkflowTaskQueue", "PollActivityTaskQueue"} <= paths
 
 

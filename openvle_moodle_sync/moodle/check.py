@@ -1,7 +1,7 @@
 """The connection check: can this service work with the configured Moodle, for the chosen settings?
 
 Used at worker start-up (logged, as the OpenVLE guide's verification step expects a line with
-"Moodle"), by ``python -m starter doctor``, and by the runs before they take anyone away, so that an
+"Moodle"), by ``openvle-moodle-sync doctor``, and by the runs before they take anyone away, so that an
 action the token cannot finish fails before its first write with the same words everywhere.
 """
 

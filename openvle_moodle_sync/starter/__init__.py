@@ -1,5 +1,5 @@
-"""The OpenVLE backend's entry point to openvle-moodle-sync (see `starter.api`); ``python -m starter``
-is the same for operators."""
+"""The OpenVLE backend's entry point to openvle-moodle-sync (see `starter.api`); the command line
+``openvle-moodle-sync`` is the same for operators."""
 
 from openvle_moodle_sync.activities.plan_types import EventPlan
 from openvle_moodle_sync.lifecycle import LifeState, OperationKind, OperationState

@@ -1,4 +1,4 @@
-"""How `python -m starter plan` shows an `EventPlan`: one JSON object, or a short table."""
+"""How `openvle-moodle-sync plan` shows an `EventPlan`: one JSON object, or a short table."""
 
 from __future__ import annotations
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from temporalio.api.enums.v1 import EventType, TaskQueueType
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -29,7 +28,7 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
 )
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from openvle_moodle_sync.activities.errors import is_configuration_error_type
@@ -44,8 +43,11 @@ from openvle_moodle_sync.activities.types import (
     UserRef,
 )
 from openvle_moodle_sync.contracts import LIFE_MEMO
-from openvle_moodle_sync.lifecycle import CLI, OperationKind
+from openvle_moodle_sync.failures import describe_failure
+from openvle_moodle_sync.lifecycle import OperationKind, again
 from openvle_moodle_sync.lifecycle import next_step as lifecycle_next_step
+from openvle_moodle_sync.names import CLI
+from openvle_moodle_sync.temporal_client import task_queue_pollers
 from openvle_moodle_sync.workflows import DeployBatch, DeployEvent, ids
 from openvle_moodle_sync.workflows.types import (
     BatchResult,
@@ -275,15 +277,11 @@ def _add_life(progress: DeploymentProgress, life: LifeView | None) -> None:
 
 
 async def worker_polling(client: Client, queue: str) -> bool:
-    """Whether the server has seen a worker poll ``queue`` for workflow tasks recently."""
+    """Whether a worker polls ``queue`` for workflow tasks now (`task_queue_pollers`)."""
     try:
-        response = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-            namespace=client.namespace, task_queue=TaskQueue(name=queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        ), timeout=RPC_TIMEOUT)
+        return bool(await task_queue_pollers(client, queue, rpc_timeout=RPC_TIMEOUT))
     except RPCError:
         return False
-    return bool(response.pollers)
 
 
 # --- Asked from a worker ---------------------------------------------------------------------------------
@@ -378,10 +376,10 @@ async def _apply_activities(client: Client, events: list[HistoryEvent], by_id: d
             if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
                 course_id = await _completed(client, name, participant, attrs.result.payloads, by_id) or course_id
             elif participant in by_id and event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
-                failure = await client.data_converter.decode_failure(attrs.failure)
+                failure = describe_failure(await client.data_converter.decode_failure(attrs.failure))
                 row = by_id[participant]
-                row.state, row.error_type = SubtaskState.FAILED, _type_of(failure)
-                row.error = f"participant {row.id}: {failure.message if isinstance(failure, FailureError) else failure}"
+                row.state, row.error_type = SubtaskState.FAILED, failure.type
+                row.error = f"participant {row.id}: {failure.message}"
             elif participant in by_id:
                 by_id[participant].state = SubtaskState.FAILED
                 by_id[participant].error = f"participant {participant}: the Moodle call was cancelled"
@@ -446,8 +444,7 @@ async def _pending_activities(client: Client, description: WorkflowExecutionDesc
         last = None
         if raw.HasField("last_failure"):
             # Decoded: with payload encryption on, failure messages are stored encrypted too.
-            failure = await client.data_converter.decode_failure(raw.last_failure)
-            last = f"[{_type_of(failure)}] {failure.message if isinstance(failure, FailureError) else failure}"
+            last = str(describe_failure(await client.data_converter.decode_failure(raw.last_failure)))
         pending.append(PendingActivity(activity=raw.activity_type.name, attempt=raw.attempt, last_failure=last))
     return pending
 
@@ -477,15 +474,16 @@ async def _add_failure(client: Client, handle: WorkflowHandle[Any, Any], status:
     if status == WorkflowExecutionStatus.COMPLETED:
         return
     close = await _close_event(handle)
-    rerun = f"{CLI} rerun --event-id {progress.event_id} --wait"
+    rerun = again(OperationKind.DEPLOY, progress.event_id)
     if close is not None and close.HasField("workflow_execution_failed_event_attributes"):
         failure = await client.data_converter.decode_failure(
             close.workflow_execution_failed_event_attributes.failure)
-        kind = _type_of(failure)
-        progress.failure = RunFailure(kind, failure.message if isinstance(failure, FailureError) else str(failure))
+        info = describe_failure(failure)
+        progress.failure = RunFailure(info.type, info.message)
         if isinstance(failure, ApplicationError) and failure.details:
             await _apply_result(failure, progress)
-        progress.next_step = next_step(kind, progress.event_id)
+        progress.next_step = next_step(info.type, progress.event_id, participant_types=[
+            p.error_type for p in progress.participants if p.state == SubtaskState.FAILED])
     elif close is not None and close.HasField("workflow_execution_terminated_event_attributes"):
         reason = close.workflow_execution_terminated_event_attributes.reason or "no reason given"
         progress.failure = RunFailure("Terminated", f"the run was terminated: {reason}")
@@ -513,9 +511,9 @@ async def _apply_result(failure: ApplicationError, progress: DeploymentProgress)
 _DEPLOY_RESULT = TypeAdapter(DeployResult)
 
 
-def next_step(kind: str, event_id: str) -> str:
+def next_step(kind: str, event_id: str, *, participant_types: Iterable[str | None] | None = None) -> str:
     """What to do after a deployment of ``event_id`` failed with error type ``kind`` (`lifecycle.next_step`)."""
-    return lifecycle_next_step(kind, OperationKind.DEPLOY, event_id,
+    return lifecycle_next_step(kind, OperationKind.DEPLOY, event_id, participant_types=participant_types,
                                configuration_error=is_configuration_error_type(kind))
 
 
@@ -528,12 +526,6 @@ async def _close_event(handle: WorkflowHandle[Any, Any]) -> HistoryEvent | None:
     except RPCError:
         pass
     return None
-
-
-def _type_of(failure: BaseException) -> str:
-    if isinstance(failure, ApplicationError):
-        return failure.type or "ApplicationError"
-    return type(failure).__name__
 
 
 def _count(progress: DeploymentProgress) -> None:

@@ -10,10 +10,14 @@ from __future__ import annotations
 from temporalio.api.errordetails.v1 import NamespaceNotFoundFailure
 from temporalio.service import RPCError, RPCStatusCode
 
+from openvle_moodle_sync.names import CLI, WORKER
+from openvle_moodle_sync.temporal_client import namespace_missing
+
 #: The SDK's warning when TEMPORAL_ADDRESS carries a scheme (it strips it today, refuses it later).
 SCHEME_WARNING = "Target host as URL with scheme"
 
-START_WORKER = "python worker.py"
+START_WORKER = WORKER
+"""How an operator starts a worker (with its settings in the environment or .env)."""
 
 
 def is_namespace_not_found(error: BaseException) -> bool:
@@ -30,6 +34,11 @@ def is_workflow_not_found(error: BaseException) -> bool:
             and not is_namespace_not_found(error))
 
 
+def is_unreachable(error: RPCError) -> bool:
+    """True when the server stopped answering (gone, too slow, or the call was cut)."""
+    return error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+
+
 def scheme_fix(address: str) -> str:
     """What to write instead of an address with a scheme (``http://host:port``)."""
     bare = address.split("://", 1)[-1].rstrip("/")
@@ -42,14 +51,12 @@ def explain(error: RPCError, *, address: str, namespace: str) -> str:
     (A connection that fails at the start is worded by `temporal_client.connect`, with its settings.)"""
     where = f"Temporal at {address} (namespace {namespace!r})"
     if is_namespace_not_found(error):
-        return (f"Temporal at {address} has no namespace {namespace!r}. Set TEMPORAL_NAMESPACE to the namespace "
-                "the worker uses (list them with: temporal operator namespace list); the dev server has "
-                "'default'.")
+        return namespace_missing(address, namespace)
     status = error.status
-    if status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+    if is_unreachable(error):
         return (f"{where} stopped answering ({error.message or status.name}). Check that the server is "
                 "running and reachable at TEMPORAL_ADDRESS, then run the command again. A workflow "
-                "already started keeps running in Temporal; follow it with: python -m starter progress "
+                f"already started keeps running in Temporal; follow it with: {CLI} progress "
                 "--event-id ID")
     if status in (RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.PERMISSION_DENIED):
         return (f"{where} refused the request: {error.message}. Check the credentials of the connection "
