@@ -283,7 +283,7 @@ async def test_students_restored_after_an_archive_are_the_services_again(client:
         await (await starter.archive_event(client, event, settings=settings)).result()
         entries = await roster_entries(client, event["id"])
         assert {pid for pid, e in entries.items() if e.withdrawn} == {"p-1", "p-2", "p-3"}
-        await (await starter.deploy_event(client, event, settings=settings)).result()
+        await (await starter.deploy_event(client, event, settings=settings, reopen=True)).result()
         assert not withdrawn_in_moodle(fake, course_id, user_id, action)
         assert not any(e.withdrawn for e in (await roster_entries(client, event["id"])).values())
         result = await (await starter.deploy_event(client, rest, settings=settings)).result()

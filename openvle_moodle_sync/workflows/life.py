@@ -95,8 +95,8 @@ class EventLife:
     async def run(self, life: LifeInput) -> LifeView:
         publisher = asyncio.create_task(self._publisher())
         while True:
-            await workflow.wait_condition(lambda: bool(self._queue) or self._resting())
-            if not self._queue:
+            await workflow.wait_condition(lambda: bool(self._queue) or self._ended() or self._long())
+            if self._long() or not self._queue:
                 break
             await self._take(self._queue.pop(0))
             self._taken += 1
@@ -104,13 +104,16 @@ class EventLife:
         await workflow.wait_condition(workflow.all_handlers_finished)
         publisher.cancel()
         self._publish()
-        if self._queue or self._life.state != LifeState.DELETED:
-            workflow.continue_as_new(self._carried())
-        return self._view()  # deleted: the life ends (a deploy with reopen starts a new one)
+        if not self._ended():
+            workflow.continue_as_new(self._carried())  # what is queued goes on in the next run
+        return self._view()  # deleted, nothing queued: the life ends (a deploy with reopen starts a new one)
 
-    def _resting(self) -> bool:
-        return (self._life.state == LifeState.DELETED or self._taken >= OPERATIONS_PER_RUN
-                or workflow.info().is_continue_as_new_suggested())
+    def _ended(self) -> bool:
+        return self._life.state == LifeState.DELETED and not self._queue
+
+    def _long(self) -> bool:
+        """Time to continue as new: the history stays short whatever the number of operations."""
+        return self._taken >= OPERATIONS_PER_RUN or workflow.info().is_continue_as_new_suggested()
 
     def _carried(self) -> LifeInput:
         life = self._life
