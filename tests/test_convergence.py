@@ -318,8 +318,10 @@ async def test_the_life_continues_as_new_and_keeps_its_roster_and_queue(client: 
     assert view.state == "not_deployed" and all(r.state == "refused" for r in view.recent)
     assert len(view.recent) == RECENT_KEPT
     assert set(await latest.query(EventLife.entries)) == {f"p-{i}" for i in range(1, 50)} | {"p-new"}
-    runs = [run async for run in client.list_workflows(f"WorkflowId = '{ids.life_id(event_id)}'")]
-    assert len(runs) >= 3  # continued as new twice at least
+    async def runs() -> int:  # visibility lists a run a moment after it starts
+        return len([run async for run in client.list_workflows(f"WorkflowId = '{ids.life_id(event_id)}'")])
+
+    assert await eventually(runs, lambda n: n >= 3, timeout=20)  # continued as new twice at least
     history = await latest.fetch_history()
     assert len(history.events) < 4000
     await latest.terminate("test done")

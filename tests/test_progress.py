@@ -7,14 +7,23 @@ import json
 import time
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.service import RPCError
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.starter import cli
 from openvle_moodle_sync.starter.progress import _asked, _recorded
 from openvle_moodle_sync.workflows import DeployEvent
-from tests.conftest import add_moodle_user, make_event, make_settings, running_worker
+from tests.conftest import add_moodle_user, eventually, make_event, make_settings, running_worker
+
+
+async def status_of(handle: WorkflowHandle) -> WorkflowExecutionStatus | None:
+    """The run's status; None while the event's life has not started it."""
+    try:
+        return (await handle.describe()).status
+    except RPCError:
+        return None
 
 
 async def progress_cli(capsys: pytest.CaptureFixture[str], client: Client, *argv: str) -> tuple[int, str]:
@@ -34,8 +43,9 @@ async def test_no_worker_answers_within_seconds_from_the_record(client: Client, 
     started = time.monotonic()
     progress = await starter.get_progress(client, event["id"])
     assert time.monotonic() - started < 10
-    assert progress.worker_polling is False and progress.source == "history"
-    assert (progress.state, progress.total, progress.done, progress.task_queue) == ("running", 5, 0, queue)
+    # No worker has taken the deploy up: the event's life holds it, not started.
+    assert progress.worker_polling is False and progress.source == "life"
+    assert (progress.state, progress.total, progress.done, progress.task_queue) == ("not started", 0, 0, queue)
     assert f"No worker polls task queue {queue!r}" in (progress.message or "")
     assert "openvle-moodle-sync-worker" in (progress.next_step or "") and f"TEMPORAL_TASK_QUEUE={queue}" in (
         progress.next_step or "")
@@ -56,8 +66,14 @@ async def test_no_worker_answers_within_seconds_from_the_record(client: Client, 
 async def test_a_terminated_run_says_so_and_exits_1(client: Client, fake: FakeMoodle,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     event = make_event(fake, participants=2)
-    handle = await starter.deploy_event(client, event, settings=make_settings())
-    await handle.terminate(reason="operator stopped it")
+    settings = make_settings()
+    fake.faults.latency_ms = 300
+    async with running_worker(client, settings, fake):
+        handle = await starter.deploy_event(client, event, settings=settings)
+        await eventually(lambda: status_of(handle), lambda status: status == WorkflowExecutionStatus.RUNNING)
+        await handle.terminate(reason="operator stopped it")
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
 
     progress = await starter.get_progress(client, event["id"])
     assert progress.state == "terminated" and progress.failure is not None
