@@ -18,6 +18,7 @@ from typing import TypedDict
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from openvle_moodle_sync.activities import MoodleSyncActivities
 from openvle_moodle_sync.activities.call_priority import CallPriority
@@ -74,6 +75,12 @@ def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Wo
         activities=[*sync.all(), *RosterActivities(client).all(),
                     PlanActivities(moodle, settings).plan_event],
         interceptors=[CallPriority()],  # a call waiting for a Moodle connection keeps its task's priority
+        # The sandbox re-imports a workflow's modules for every run unless they are passed through. This
+        # package's modules hold no state that a run could change (constants, types, pure functions), and
+        # every workflow change is checked by replaying the stored histories: pass them through, so that a
+        # new run (each operation of an event's life is one) costs no re-import.
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("openvle_moodle_sync")),
         **worker_tuning(settings),
     )
 

@@ -133,7 +133,7 @@ class OperationHandle(WorkflowHandle[Any, R], Generic[R]):
 
     async def result(self, *, follow_runs: bool = True, rpc_metadata: Mapping[str, str | bytes] = {},
                      rpc_timeout: timedelta | None = None) -> R:
-        target, delay = self.id, 0.05
+        target, polls = self.id, 0
         while True:
             try:
                 result = await self._client.get_workflow_handle(target, result_type=self._result_type).result(
@@ -155,8 +155,10 @@ class OperationHandle(WorkflowHandle[Any, R], Generic[R]):
             if view is not None and view.joined:  # joined, or replaced: follow to the run that answers
                 target = view.joined
                 continue
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            # Not started yet: the life starts it within a workflow task when it is its turn. Look often at
+            # first (a lone operation starts within tens of ms), then every half second.
+            polls += 1
+            await asyncio.sleep(0.02 if polls < 50 else 0.5)
 
 
     async def _settled(self, target: str) -> None:
