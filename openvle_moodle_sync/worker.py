@@ -19,10 +19,8 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
-from openvle_moodle_sync.activities import DeploymentWatch, MoodleSyncActivities
+from openvle_moodle_sync.activities import build_activities
 from openvle_moodle_sync.activities.call_priority import CallPriority
-from openvle_moodle_sync.activities.plan import PlanActivities
-from openvle_moodle_sync.activities.roster import RosterActivities
 from openvle_moodle_sync.moodle import MoodleClient, check_connection, client_from_settings
 from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
 from openvle_moodle_sync.temporal_client import connect, ensure_search_attributes, exit_process
@@ -66,14 +64,11 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
 
 def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Worker:
     """The worker with every workflow and activity; at most MOODLE_MAX_CONCURRENCY Moodle calls at once."""
-    sync = MoodleSyncActivities(moodle, settings)
-    watch = DeploymentWatch(client)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=ALL_WORKFLOWS,
-        activities=[*sync.all(), watch.deployment_running, *RosterActivities(client).all(),
-                    PlanActivities(moodle, settings).plan_event],
+        activities=build_activities(client, moodle, settings),
         interceptors=[CallPriority()],  # a call waiting for a Moodle connection keeps its task's priority
         **worker_tuning(settings),
     )

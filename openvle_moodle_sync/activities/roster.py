@@ -129,6 +129,3 @@ class RosterActivities:
             if error.status == RPCStatusCode.NOT_FOUND:
                 return {}
             raise roster_failure(error, f"read the roster {roster_workflow_id}") from None
-
-    def all(self) -> list:
-        return [self.record_roster, self.read_roster]

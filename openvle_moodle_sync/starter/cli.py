@@ -55,7 +55,8 @@ from temporalio.service import RPCError
 
 from openvle_moodle_sync.models import InputError, check_event_id, parse_event, parse_participant
 from openvle_moodle_sync.moodle import MoodleError, check_connection, client_from_settings
-from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
+from openvle_moodle_sync.moodle.check import CheckStatus
+from openvle_moodle_sync.settings import ConfigError, Settings, UnenrolAction, load_settings
 from openvle_moodle_sync.temporal_client import connect, connection_failure
 from openvle_moodle_sync.temporal_config import resolve
 from openvle_moodle_sync.workflows.ids import EVENT_ID_ATTRIBUTE
@@ -379,10 +380,10 @@ def describe_result(result: Any) -> str:
     if isinstance(result, ChangeResult):
         return "; ".join(f"participant {o.participant_id}: {o.note}" for o in result.applied) or "nothing applied"
     if isinstance(result, ArchiveResult):
-        done = {"unenrol": f"{result.students_unenrolled} students unenrolled",
-                "keep": "students kept (MOODLE_UNENROL_ACTION is keep)",
-                "suspend": f"{result.students_withdrawn} students' enrolments suspended",
-                "remove_roles": f"{result.students_withdrawn} students' roles removed (enrolments kept)",
+        done = {UnenrolAction.UNENROL: f"{result.students_unenrolled} students unenrolled",
+                UnenrolAction.KEEP: "students kept (MOODLE_UNENROL_ACTION is keep)",
+                UnenrolAction.SUSPEND: f"{result.students_withdrawn} students' enrolments suspended",
+                UnenrolAction.REMOVE_ROLES: f"{result.students_withdrawn} students' roles removed (enrolments kept)",
                 }.get(result.unenrol_action, f"{result.students_withdrawn} students taken away")
         return (f"Moodle course {result.course_id} archived: {done}, "
                 f"{result.instructors_kept} instructors kept, course {'hidden' if result.hidden else 'still visible'}")
@@ -566,7 +567,7 @@ async def cmd_courses(args: argparse.Namespace, ctx: Context) -> int:
 @dataclasses.dataclass
 class Check:
     name: str
-    status: str  # OK, WARN, FAIL, OFF, SKIP
+    status: CheckStatus
     detail: str
     fix: str = ""
 
@@ -578,7 +579,7 @@ async def run_checks(ctx: Context) -> list[Check]:
     try:
         settings = ctx.settings()
     except CliError as error:
-        checks.append(Check("Settings", "FAIL", str(error),
+        checks.append(Check("Settings", CheckStatus.FAIL, str(error),
                             "fix the variables named above in the environment or .env"))
         # The Temporal connection does not depend on the MOODLE_* settings: check it all the same.
         temporal_only = Context(ctx.out, ctx.err, uses_moodle=False, starts=False)
@@ -586,13 +587,13 @@ async def run_checks(ctx: Context) -> list[Check]:
         try:
             temporal_settings = temporal_only.settings()
         except CliError:
-            checks.append(Check("Temporal", "SKIP", "needs valid TEMPORAL_* settings"))
+            checks.append(Check("Temporal", CheckStatus.SKIP, "needs valid TEMPORAL_* settings"))
         else:
             checks.extend(await _temporal_checks(temporal_only, temporal_settings))
-        checks.append(Check("Moodle", "SKIP", "needs valid MOODLE_* settings"))
+        checks.append(Check("Moodle", CheckStatus.SKIP, "needs valid MOODLE_* settings"))
         return checks
     token = settings.moodle_token.get_secret_value()
-    checks.append(Check("Settings", "OK", (
+    checks.append(Check("Settings", CheckStatus.OK, (
         f"this shell's: MOODLE_ENABLED={settings.moodle_enabled}, MOODLE_URL={settings.moodle_url or '(unset)'}, "
         f"MOODLE_TOKEN={'set' if token else '(unset)'}, MOODLE_USER_AUTH={settings.moodle_user_auth}, "
         f"MOODLE_USER_MATCH_FIELD={settings.moodle_user_match_field}, "
@@ -611,33 +612,35 @@ async def _temporal_checks(ctx: Context, settings: Settings) -> list[Check]:
         described = await client.workflow_service.describe_namespace(
             DescribeNamespaceRequest(namespace=client.namespace), timeout=DOCTOR_RPC_TIMEOUT)
     except CliError as error:
-        return [Check("Temporal", "FAIL", str(error),
+        return [Check("Temporal", CheckStatus.FAIL, str(error),
                       "start the server, or set how to reach it: TEMPORAL_ADDRESS, TEMPORAL_TLS*, TEMPORAL_API_KEY, "
                       "or a profile (TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE)")]
     except RPCError as error:
-        return [Check("Temporal", "FAIL", explain(error, address=connection.address, namespace=connection.namespace))]
+        return [Check("Temporal", CheckStatus.FAIL,
+                      explain(error, address=connection.address, namespace=connection.namespace))]
     # Which way it connected (never the API key itself): address, TLS, credentials, profile and file.
-    checks = [Check("Temporal", "OK", f"reachable: {connection.describe()} (namespace "
+    checks = [Check("Temporal", CheckStatus.OK, f"reachable: {connection.describe()} (namespace "
                                       f"{described.namespace_info.name!r} found)")]
     attribute = EVENT_ID_ATTRIBUTE.name
     try:
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=client.namespace), timeout=DOCTOR_RPC_TIMEOUT)
         if attribute not in listed.custom_attributes:
-            checks.append(Check("Search attr", "WARN", f"{attribute} is not registered yet",
+            checks.append(Check("Search attr", CheckStatus.WARN, f"{attribute} is not registered yet",
                                 f"the worker registers it at start-up ({START_WORKER})"))
         else:
-            checks.append(Check("Search attr", "OK", f"{attribute} registered (find an event's runs in the UI "
-                                                     f"with {attribute}=\"ID\")"))
+            checks.append(Check("Search attr", CheckStatus.OK,
+                                f"{attribute} registered (find an event's runs in the UI with {attribute}=\"ID\")"))
         pollers = await task_queue_pollers(client, settings.temporal_task_queue)
     except RPCError as error:
-        checks.append(Check("Worker", "WARN", f"could not ask Temporal about workers: {error.message}"))
+        checks.append(Check("Worker", CheckStatus.WARN, f"could not ask Temporal about workers: {error.message}"))
         return checks
     if pollers:
-        checks.append(Check("Worker", "OK", f"task queue {settings.temporal_task_queue!r} polled in the last minutes "
-                                            f"by: {', '.join(pollers)}"))
+        checks.append(Check("Worker", CheckStatus.OK, f"task queue {settings.temporal_task_queue!r} polled in the "
+                                                      f"last minutes by: {', '.join(pollers)}"))
     else:
-        checks.append(Check("Worker", "WARN", f"no worker is polling task queue {settings.temporal_task_queue!r}",
+        checks.append(Check("Worker", CheckStatus.WARN,
+                            f"no worker is polling task queue {settings.temporal_task_queue!r}",
                             f"start one: {START_WORKER} (runs wait for it, nothing is lost)"))
     return checks
 
@@ -648,33 +651,35 @@ TOKEN_FIX = ("set a valid MOODLE_TOKEN here and on the worker, restart the worke
 
 async def _moodle_check(settings: Settings) -> Check:
     if not settings.moodle_url or not settings.moodle_token.get_secret_value():
-        return Check("Moodle", "SKIP", "not checked: this shell sets no MOODLE_URL/MOODLE_TOKEN. The worker uses "
-                                       "its own MOODLE_* settings; whether workflows write to Moodle depends on "
-                                       "the worker's MOODLE_ENABLED, not on this shell's",
+        return Check("Moodle", CheckStatus.SKIP,
+                     "not checked: this shell sets no MOODLE_URL/MOODLE_TOKEN. The worker uses its own MOODLE_* "
+                     "settings; whether workflows write to Moodle depends on the worker's MOODLE_ENABLED, not on "
+                     "this shell's",
                      "to check Moodle, run doctor where the worker runs (same environment or .env)")
     async with client_from_settings(settings) as moodle:
         report = await check_connection(moodle, settings.moodle_unenrol_action)
     if report.error:
         token_problem = "invalidtoken" in report.error
-        return Check("Moodle", "FAIL", report.summary(), TOKEN_FIX if token_problem else "")
+        return Check("Moodle", CheckStatus.FAIL, report.summary(), TOKEN_FIX if token_problem else "")
     if report.missing_functions or report.missing_for_action:
-        return Check("Moodle", "FAIL", report.summary(),
+        return Check("Moodle", CheckStatus.FAIL, report.summary(),
                      "add the functions to the token's service; the worker needs no restart, then re-run any "
                      "deployment that failed: python -m starter rerun --event-id ID")
     note = "" if settings.moodle_enabled else (" (this shell's MOODLE_ENABLED is false; the worker's own "
                                                "MOODLE_ENABLED decides whether workflows write to Moodle)")
-    return Check("Moodle", "OK", report.summary() + note)
+    return Check("Moodle", CheckStatus.OK, report.summary() + note)
 
 
 async def cmd_doctor(args: argparse.Namespace, ctx: Context) -> int:
     checks = await run_checks(ctx)
-    styles = {"OK": "green", "WARN": "yellow", "FAIL": "bold red", "OFF": "dim", "SKIP": "dim"}
+    styles = {CheckStatus.OK: "green", CheckStatus.WARN: "yellow", CheckStatus.FAIL: "bold red",
+              CheckStatus.SKIP: "dim"}
     for check in checks:
         ctx.out.print(f"[{styles[check.status]}]{check.status:<4}[/] {check.name:<12} {escape(check.detail)}",
                       highlight=False)
         if check.fix:
             ctx.out.print(f"{'':<4} {'':<12} [dim]fix:[/] {escape(check.fix)}", highlight=False)
-    failed = [c for c in checks if c.status == "FAIL"]
+    failed = [c for c in checks if c.status == CheckStatus.FAIL]
     if failed:
         ctx.out.print(f"[bold red]{len(failed)} problem(s) found.[/]")
         return EXIT_FAILED

@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from openvle_moodle_sync.activities.moodle_sync import UNENROL_BATCH, MoodleSyncActivities
+    from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.roster import RosterUpdate
     from openvle_moodle_sync.activities.types import (
         ArchivePlanInput,
@@ -13,9 +13,10 @@ with workflow.unsafe.imports_passed_through():
         UnenrolInput,
         WithdrawUsersInput,
     )
+    from openvle_moodle_sync.activities.withdraw import UNENROL_BATCH, WithdrawActivities
     from openvle_moodle_sync.contracts import PROGRESS_QUERY
     from openvle_moodle_sync.models import Role
-    from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, FUNCTIONS_BY_ACTION
+    from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, FUNCTIONS_BY_ACTION, UnenrolAction
 
 from .common import load_config, quick, role_ids, skip_reason, slow, wait_for_deployment
 from .roster import ROSTER_PATCH, record_roster
@@ -56,7 +57,7 @@ class ArchiveEvent:
             if FUNCTIONS_BY_ACTION.get(config.unenrol_action):
                 # Before any write: an action the token cannot finish must not be half applied.
                 await workflow.execute_activity_method(
-                    MoodleSyncActivities.check_unenrol_action, config.unenrol_action, **quick(config)
+                    WithdrawActivities.check_unenrol_action, config.unenrol_action, **quick(config)
                 )
         self._set_stage("reading the course's enrolments")
         plan = await workflow.execute_activity_method(
@@ -71,7 +72,7 @@ class ArchiveEvent:
             await self._withdraw_students(plan.student_user_ids, course.id, config)
         else:
             await self._unenrol_students(plan.student_user_ids, course.id, config)
-        kept = by_action and config.unenrol_action == "keep"  # still enrolled: the roster keeps them
+        kept = by_action and config.unenrol_action == UnenrolAction.KEEP  # still enrolled: the roster keeps them
         # The students are gone (the roster forgets them), or suspended or without roles (it marks them withdrawn).
         if workflow.patched(ROSTER_PATCH) and not kept:
             await record_roster(event.event_id, RosterUpdate(
@@ -85,19 +86,19 @@ class ArchiveEvent:
 
     async def _withdraw_students(self, user_ids: list[int], course_id: int, config: SyncConfig) -> None:
         action, result = config.unenrol_action, self._result
-        if action == "keep":
+        if action == UnenrolAction.KEEP:
             return
         self._set_stage(f"taking {self._students} students away ({action})")
         for start in range(0, len(user_ids), UNENROL_BATCH):
             changed = await workflow.execute_activity_method(
-                MoodleSyncActivities.withdraw_users,
+                WithdrawActivities.withdraw_users,
                 WithdrawUsersInput(course_id=course_id, user_ids=user_ids[start:start + UNENROL_BATCH],
                                    role_id=config.student_role_id, action=action,
                                    managed_role_ids=list(role_ids(config).values())),
                 **slow(config),
             )
             result.students_withdrawn += changed
-            if action == "unenrol":
+            if action == UnenrolAction.UNENROL:
                 result.students_unenrolled += changed
 
     async def _unenrol_students(self, user_ids: list[int], course_id: int, config: SyncConfig) -> None:
@@ -106,7 +107,7 @@ class ArchiveEvent:
         for start in range(0, len(user_ids), UNENROL_BATCH):
             batch = user_ids[start:start + UNENROL_BATCH]
             await workflow.execute_activity_method(
-                MoodleSyncActivities.unenrol_users, UnenrolInput(course_id=course_id, user_ids=batch),
+                WithdrawActivities.unenrol_users, UnenrolInput(course_id=course_id, user_ids=batch),
                 **slow(config),
             )
             result.students_unenrolled += len(batch)

@@ -16,9 +16,10 @@ with workflow.unsafe.imports_passed_through():
         UnenrolInput,
         WithdrawInput,
     )
+    from openvle_moodle_sync.activities.withdraw import WithdrawActivities
     from openvle_moodle_sync.contracts import PROGRESS_QUERY, REQUEST_SIGNAL, ErrorType
     from openvle_moodle_sync.models import Participant
-    from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, FUNCTIONS_BY_ACTION
+    from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, FUNCTIONS_BY_ACTION, UnenrolAction
 
 from . import summaries
 from .common import checked, load_config, quick, role_ids, skip_reason, wait_for_deployment
@@ -119,7 +120,7 @@ class ChangeParticipant:
             user_id = await self._find_account(p, outcome, config, nothing_to="unenrol")
             if user_id is not None:
                 await workflow.execute_activity_method(
-                    MoodleSyncActivities.unenrol_users, UnenrolInput(course_id=course_id, user_ids=[user_id]),
+                    WithdrawActivities.unenrol_users, UnenrolInput(course_id=course_id, user_ids=[user_id]),
                     summary=summaries.unenrol(p), **quick(config),
                 )
                 outcome.changed, outcome.note = True, "unenrolled"
@@ -128,19 +129,19 @@ class ChangeParticipant:
     async def _withdraw(self, change: ChangeRequest, outcome: ChangeOutcome, config: SyncConfig) -> None:
         """Take the participant away by MOODLE_UNENROL_ACTION; fail before any write if the token can't."""
         p, action = change.participant, config.unenrol_action
-        if action == "keep":
+        if action == UnenrolAction.KEEP:
             outcome.note = "kept in Moodle (MOODLE_UNENROL_ACTION is keep): nothing changed"
             return
         if FUNCTIONS_BY_ACTION.get(action):
             await workflow.execute_activity_method(
-                MoodleSyncActivities.check_unenrol_action, action, **quick(config)
+                WithdrawActivities.check_unenrol_action, action, **quick(config)
             )
         user_id = await self._find_account(p, outcome, config, nothing_to="take away")
         if user_id is None:
             return
         roles = role_ids(config)
         withdrawn = await workflow.execute_activity_method(
-            MoodleSyncActivities.withdraw_user,
+            WithdrawActivities.withdraw_user,
             WithdrawInput(course_id=outcome.course_id or 0, user_id=user_id, role_id=roles[p.role],
                           action=action, participant_id=p.id, managed_role_ids=list(roles.values())),
             summary=summaries.withdraw(summaries.who(p), action), **checked(config),

@@ -40,7 +40,7 @@ from .types import (
     Removal,
     SubtaskState,
 )
-from .withdraw import removal_action, withdraw_all
+from .withdraw import withdraw_all
 
 READS_ALONGSIDE_PATCH = "reads-alongside-course"
 """`workflow.patched` id: the roster (and, on an event's first deployment, every account) is read while the
@@ -272,7 +272,7 @@ class DeployEvent:
             except ActivityError:  # the removals failed (say, a missing function): the adds still count
                 await self._remember(event.id, course, roster, [], config)
                 raise
-            removed = [Removal(pid, entry.user_id, entry.role, removal_action(config))
+            removed = [Removal(pid, entry.user_id, entry.role, config.unenrol_action)
                        for pid, entry in leaving.items()]
         await self._remember(event.id, course, roster, removed, config)
         return Convergence(removed=removed, blocked=len(leaving) if held else 0, enrolled_by_service=len(enrolled))

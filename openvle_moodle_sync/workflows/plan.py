@@ -12,7 +12,6 @@ with workflow.unsafe.imports_passed_through():
 
 from .common import as_run_failure, load_config, quick, skip_reason, slow
 from .roster import read_roster
-from .withdraw import removal_action
 
 
 @workflow.defn(name="PlanEvent")
@@ -31,7 +30,7 @@ class PlanEvent:
             return await workflow.execute_activity_method(
                 PlanActivities.plan_event,
                 PlanEventInput(event=event, course_id=course.id if course else None, roster=roster, config=config,
-                               removal_action=removal_action(config)),
+                               removal_action=config.unenrol_action),
                 **slow(config),
             )
         except ActivityError as error:

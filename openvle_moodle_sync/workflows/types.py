@@ -11,6 +11,7 @@ from openvle_moodle_sync.models import Event, Participant
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.types import Removal  # the plan's `remove` holds the same
+    from openvle_moodle_sync.settings import MatchField, UnenrolAction
 
 
 class Action(StrEnum):
@@ -82,7 +83,7 @@ class BatchInput:
     """participant id -> Moodle user id found by the deployment's bulk look-up (no look-up needed)."""
     looked_up: bool = False
     """True when the bulk look-up ran: a participant missing from ``known_users`` has no account yet."""
-    match_field: str | None = None
+    match_field: MatchField | None = None
     """The run's MOODLE_USER_MATCH_FIELD (None: a batch started before it was passed on)."""
     user_auth: str | None = None
     """The run's MOODLE_USER_AUTH (None: a batch started before it was passed on)."""
@@ -159,7 +160,7 @@ class ArchiveResult:
     students_unenrolled: int = 0
     instructors_kept: int = 0
     hidden: bool = False
-    unenrol_action: str = "unenrol"
+    unenrol_action: UnenrolAction = UnenrolAction.UNENROL
     """MOODLE_UNENROL_ACTION of this run: what happened to the students."""
     students_withdrawn: int = 0
     """Students this run took away by the action (unenrolled, suspended or stripped of their roles)."""

@@ -13,20 +13,14 @@ from collections.abc import Iterable
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.types import SyncConfig, UnenrolInput, WithdrawUsersInput
-    from openvle_moodle_sync.activities.withdraw import WITHDRAW_BATCH
-    from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
+    from openvle_moodle_sync.activities.withdraw import WITHDRAW_BATCH, WithdrawActivities
+    from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION, UnenrolAction
 
 from . import summaries
 from .common import quick, role_ids, slow
 
 REMOVAL_BY_ACTION_PATCH = "deploy-removal-by-action"
-
-
-def removal_action(config: SyncConfig) -> str:
-    """The MOODLE_UNENROL_ACTION a removal uses (shown by the plan)."""
-    return config.unenrol_action
 
 
 async def withdraw_all(course_id: int, leaving: Iterable[tuple[str, int, int]], config: SyncConfig) -> None:
@@ -37,14 +31,14 @@ async def withdraw_all(course_id: int, leaving: Iterable[tuple[str, int, int]], 
     leaving = list(leaving)
     if not workflow.patched(REMOVAL_BY_ACTION_PATCH):
         await asyncio.gather(*(workflow.execute_activity_method(
-            MoodleSyncActivities.unenrol_users, UnenrolInput(course_id=course_id, user_ids=[user_id]),
+            WithdrawActivities.unenrol_users, UnenrolInput(course_id=course_id, user_ids=[user_id]),
             **quick(config)) for _, user_id, _ in leaving))
         return
-    action = removal_action(config)
-    if action == "keep":
+    action = config.unenrol_action
+    if action == UnenrolAction.KEEP:
         return
     if FUNCTIONS_BY_ACTION.get(action):
-        await workflow.execute_activity_method(MoodleSyncActivities.check_unenrol_action, action, **quick(config))
+        await workflow.execute_activity_method(WithdrawActivities.check_unenrol_action, action, **quick(config))
     # One activity per WITHDRAW_BATCH people of one role, one after the other: a few events per batch in
     # the run's history (thousands leaving stay far from its limits) and one read of the course per batch.
     by_role: dict[int, list[int]] = {}
@@ -54,7 +48,7 @@ async def withdraw_all(course_id: int, leaving: Iterable[tuple[str, int, int]], 
         for start in range(0, len(user_ids), WITHDRAW_BATCH):
             batch = user_ids[start:start + WITHDRAW_BATCH]
             await workflow.execute_activity_method(
-                MoodleSyncActivities.withdraw_users,
+                WithdrawActivities.withdraw_users,
                 WithdrawUsersInput(course_id=course_id, user_ids=batch, role_id=role_id, action=action,
                                    managed_role_ids=list(role_ids(config).values()), listed=False),
                 summary=summaries.withdraw(f"{len(batch)} people no longer listed", action), **slow(config))
