@@ -11,8 +11,13 @@ from enum import StrEnum
 
 
 class ErrorType(StrEnum):
-    """Types of the expected, non-retryable failures this service raises itself (business rules)."""
+    """Types of the expected, non-retryable failures this service raises itself (business rules).
 
+    One naming rule: a step that cannot be done (an activity's or a call's failure) is named ``…Error``, as
+    the Moodle client's error classes are; a run stopped by a rule of its own after doing what it could is
+    named by its outcome (``DeploymentIncomplete``, ``MassRemovalBlocked``: documented to the backend)."""
+
+    # --- a step that cannot be done ------------------------------------------------------------------
     SLUG_TAKEN = "SlugTakenError"
     """Another Moodle course, not made for this event, uses the event's slug."""
     TEMPLATE_NOT_FOUND = "TemplateNotFoundError"
@@ -29,16 +34,16 @@ class ErrorType(StrEnum):
     """An operation on an archived event that would change it (add, remove, deploy without reopen, rerun)."""
     EVENT_DELETED = "EventDeletedError"
     """An operation on a deleted event (add, remove, archive, deploy without reopen, rerun)."""
+    ROSTER_REFUSED = "RosterRefusedError"
+    """Temporal refused a call to the event's roster for good (a permission, a missing search attribute)."""
+    MISSING_FUNCTIONS = "MissingFunctionsError"
+    """The token's service lacks a function MOODLE_UNENROL_ACTION needs; checked before any write."""
+
+    # --- a run's outcome ----------------------------------------------------------------------------
     DEPLOYMENT_INCOMPLETE = "DeploymentIncomplete"
     """A deployment that finished with failed participants (the run's result is in the failure's details)."""
     MASS_REMOVAL_BLOCKED = "MassRemovalBlocked"
     """A deploy would take away too many of the people it enrolled (MOODLE_MAX_REMOVAL_PERCENT): nobody went."""
-    ROSTER_REFUSED = "RosterRefusedError"
-    """Temporal refused a call to the event's roster for good (a permission, a missing search attribute)."""
-    INVALID_SETTING = "InvalidSettingError"
-    """A run recorded a setting value this worker does not know (say, a newer MOODLE_UNENROL_ACTION)."""
-    MISSING_FUNCTIONS = "MissingFunctionsError"
-    """The token's service lacks a function MOODLE_UNENROL_ACTION needs; checked before any write."""
 
 
 PROGRESS_QUERY = "progress"

@@ -177,8 +177,6 @@ def next_step(error_type: str | None, kind: OperationKind, event_id: str, *, con
         return ("Add the functions named in the message to the token's service in Moodle (Site administration > "
                 "Server > Web services > External services), or set another MOODLE_UNENROL_ACTION on the worker "
                 f"and restart it; then: {repeat}")
-    if error_type == ErrorType.INVALID_SETTING:
-        return f"Run a worker that knows the setting named in the message (the same version or newer), then: {repeat}"
     if error_type in OUTAGES:
         return f"Moodle did not answer in time (see the message): once it answers again, {repeat}"
     if error_type == ErrorType.DEPLOYMENT_INCOMPLETE:

@@ -10,9 +10,9 @@ so a worker with a bad configuration stops at start-up instead of failing mid-de
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -58,20 +58,35 @@ TEMPORAL_FILE_FIELDS: tuple[str, ...] = (
     "temporal_config_file",
 )
 
-#: What taking a person away from a course does (MOODLE_UNENROL_ACTION), as Moodle's enrol_database
-#: plugin's "External unenrol action" offers: unenrol (grades deleted), keep, suspend, remove roles.
-UnenrolAction = Literal["unenrol", "keep", "suspend", "remove_roles"]
-UNENROL_ACTIONS: tuple[UnenrolAction, ...] = ("unenrol", "keep", "suspend", "remove_roles")
+class UnenrolAction(StrEnum):
+    """What taking a person away from a course does (MOODLE_UNENROL_ACTION), as Moodle's enrol_database
+    plugin's "External unenrol action" offers."""
+
+    UNENROL = "unenrol"
+    """enrol_manual_unenrol_users: Moodle deletes the person's grades in the course."""
+    KEEP = "keep"
+    """Nothing is written."""
+    SUSPEND = "suspend"
+    """enrol_manual_enrol_users with suspend=1 and the role they hold (Moodle mails on that call)."""
+    REMOVE_ROLES = "remove_roles"
+    """core_role_unassign_roles: the enrolment stays, the roles go, no mail."""
+
+
+class MatchField(StrEnum):
+    """The account field that matches an OpenVLE participant with a Moodle user (MOODLE_USER_MATCH_FIELD)."""
+
+    EMAIL = "email"
+    USERNAME = "username"
 
 
 #: Optional functions that give a role in place and take it away (no unenrol, nothing lost, no mail).
 ROLE_FUNCTIONS: tuple[str, ...] = ("core_role_assign_roles", "core_role_unassign_roles")
 
 #: The optional functions each MOODLE_UNENROL_ACTION cannot work without (beyond the 14).
-FUNCTIONS_BY_ACTION: dict[str, tuple[str, ...]] = {"remove_roles": ROLE_FUNCTIONS}
+FUNCTIONS_BY_ACTION: dict[UnenrolAction, tuple[str, ...]] = {UnenrolAction.REMOVE_ROLES: ROLE_FUNCTIONS}
 
 #: The MOODLE_UNENROL_ACTIONs that leave the enrolment in Moodle (the event's roster marks those people withdrawn).
-ENROLMENT_KEPT_ACTIONS: frozenset[str] = frozenset({"suspend", "remove_roles"})
+ENROLMENT_KEPT_ACTIONS: frozenset[UnenrolAction] = frozenset({UnenrolAction.SUSPEND, UnenrolAction.REMOVE_ROLES})
 
 
 def address_problem(address: str) -> str | None:
@@ -110,8 +125,8 @@ class Settings(BaseSettings):
     moodle_timeout: float = Field(30.0, description="Timeout for one API request, in seconds")
     moodle_sync_timeout: float = Field(10.0, description="Timeout for one synchronization task, in seconds")
     moodle_user_auth: str = Field("manual", description="Auth plugin of newly created Moodle users")
-    moodle_user_match_field: Literal["email", "username"] = Field(
-        "email", description="Field that matches OpenVLE and Moodle users"
+    moodle_user_match_field: MatchField = Field(
+        MatchField.EMAIL, description="Field that matches OpenVLE and Moodle users"
     )
     moodle_course_visible: bool = Field(True, description="Visibility of duplicated Moodle courses")
     moodle_delete_course_on_event_delete: bool = Field(
@@ -136,7 +151,7 @@ class Settings(BaseSettings):
         60.0, description="Longest wait between two retries of a Moodle call that failed transiently, in seconds"
     )
     moodle_unenrol_action: UnenrolAction = Field(
-        "unenrol", description="What removing a participant, archiving students and a re-deploy's drops do"
+        UnenrolAction.UNENROL, description="What removing a participant, archiving students and a re-deploy's drops do"
     )
 
     # --- Temporal ----------------------------------------------------------------------------------
@@ -306,6 +321,14 @@ class Settings(BaseSettings):
         return self
 
 
+def _choices(choices: type[StrEnum], example: str = "") -> str:
+    """'must be "a" (the default), "b" or "c"', the first choice being the default (named with an example)."""
+    quoted = [f'"{c}"' for c in choices]
+    quoted[0] += " (the default)" if example else ""
+    words = f"must be {', '.join(quoted[:-1])} or {quoted[-1]}"
+    return f"{words}, e.g. {example}" if example else words
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
@@ -313,11 +336,10 @@ def _describe(error: ValidationError) -> str:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "bool_parsing":
             message = 'must be "True" or "False"'
-        elif item["type"] == "literal_error" and variable == "MOODLE_USER_MATCH_FIELD":
-            message = 'must be "email" or "username"'
-        elif item["type"] == "literal_error" and variable == "MOODLE_UNENROL_ACTION":
-            message = ('must be "unenrol" (the default), "keep", "suspend" or "remove_roles", '
-                       'e.g. MOODLE_UNENROL_ACTION="remove_roles"')
+        elif item["type"] == "enum" and variable == "MOODLE_USER_MATCH_FIELD":
+            message = _choices(MatchField)
+        elif item["type"] == "enum" and variable == "MOODLE_UNENROL_ACTION":
+            message = _choices(UnenrolAction, example=f'{variable}="{UnenrolAction.REMOVE_ROLES}"')
         elif item["type"] in ("float_parsing", "int_parsing"):
             message = "must be a number"
         prefix = "" if variable == "configuration" else f"{variable}: "

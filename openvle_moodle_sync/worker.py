@@ -20,10 +20,8 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from openvle_moodle_sync.activities import MoodleSyncActivities
+from openvle_moodle_sync.activities import build_activities
 from openvle_moodle_sync.activities.call_priority import CallPriority
-from openvle_moodle_sync.activities.plan import PlanActivities
-from openvle_moodle_sync.activities.roster import RosterActivities
 from openvle_moodle_sync.moodle import MoodleClient, check_connection, client_from_settings
 from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
 from openvle_moodle_sync.temporal_client import connect, ensure_search_attributes, exit_process
@@ -67,13 +65,11 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
 
 def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Worker:
     """The worker with every workflow and activity; at most MOODLE_MAX_CONCURRENCY Moodle calls at once."""
-    sync = MoodleSyncActivities(moodle, settings)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=ALL_WORKFLOWS,
-        activities=[*sync.all(), *RosterActivities(client).all(),
-                    PlanActivities(moodle, settings).plan_event],
+        activities=build_activities(client, moodle, settings),
         interceptors=[CallPriority()],  # a call waiting for a Moodle connection keeps its task's priority
         # The sandbox re-imports a workflow's modules for every run unless they are passed through. This
         # package's modules hold no state that a run could change (constants, types, pure functions), and

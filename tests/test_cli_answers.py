@@ -119,7 +119,7 @@ def test_a_fault_of_the_event_says_fix_it_and_deploy_again() -> None:
 
 
 def test_a_fault_of_the_environment_says_fix_it_and_rerun() -> None:
-    kinds = [*(c.__name__ for c in CONFIGURATION_ERRORS), ErrorType.MISSING_FUNCTIONS, ErrorType.INVALID_SETTING,
+    kinds = [*(c.__name__ for c in CONFIGURATION_ERRORS), ErrorType.MISSING_FUNCTIONS,
              ErrorType.MOODLE_USER_MISSING, ErrorType.ROSTER_REFUSED, MoodleConnectionError.__name__,
              MoodleDatabaseError.__name__, "TimeoutError", "SomethingNew", None]
     for kind in kinds:

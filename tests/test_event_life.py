@@ -7,7 +7,9 @@ the later operation was asked while the earlier one still ran."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.lifecycle import LifeState, OperationState
 from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.starter import cli
 from openvle_moodle_sync.starter.progress import read_life
 from openvle_moodle_sync.workflows import ids
 from tests.conftest import (
@@ -249,3 +252,19 @@ async def test_advice_leads_somewhere(client: Client, fake: FakeMoodle, settings
         await (await starter.deploy_event(client, event, settings=settings)).result()
     progress = await starter.get_progress(client, event["id"])
     assert progress.next_step and "rerun --event-id" in progress.next_step and "MOODLE_TOKEN" in progress.next_step
+
+
+async def test_plan_exits_1_naming_what_would_stop_the_deploy(client: Client, fake: FakeMoodle, settings: Settings,
+                                                              worker: Any, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    missing = make_event(fake, participants=2, moodle_course_id=9999)
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(missing))
+    code = await cli.run(["plan", "--event", str(path)], client=client, settings=settings)
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 1 and "TemplateNotFoundError" in err and "9999" in err and "deploy it again" in err
+    assert fake.calls_by_function().get("core_course_duplicate_course", 0) == 0
+
+    good = make_event(fake, participants=2)
+    path.write_text(json.dumps(good))
+    assert await cli.run(["plan", "--event", str(path)], client=client, settings=settings) == 0

@@ -5,8 +5,6 @@ full syncs such as enrol_database). One rule, used by the deploy and by the plan
 
 from __future__ import annotations
 
-"""Failure type of a deploy stopped by the brake."""
-
 ALWAYS_ALLOWED = 2
 """Removing this many people or fewer never trips the brake, whatever the percentage (small courses)."""
 

@@ -12,18 +12,20 @@ import asyncio
 import itertools
 import logging
 import re
+from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import activity
 
 from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.models import Participant, course_idnumber
-from openvle_moodle_sync.moodle.check import available_functions, can_swap_roles
 from openvle_moodle_sync.moodle.client import EnrolledUser, MoodleClient, RoleAssignment, User
 from openvle_moodle_sync.moodle.errors import InvalidParameterError, MoodlePHPError, MoodleWarningsError
-from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.settings import MatchField, Settings
 
+from .decide import InCourse, Need, Person, Rules, decide, depends_on_role_functions
 from .errors import moodle_errors, sync_error
+from .reads import course_by, enrolled_users, has_role_functions, in_course, roles_of
 from .types import (
     ArchivePlan,
     ArchivePlanInput,
@@ -39,24 +41,16 @@ from .types import (
     PlanResult,
     PrepareCourseInput,
     SyncConfig,
-    UnenrolInput,
     UserRef,
 )
-from .withdraw import WithdrawActivities
 
 log = logging.getLogger("activities")
-
-ENROLMENT_PAGE = 1000
-"""Users per core_enrol_get_enrolled_users call: bounded answers on courses of any size."""
 
 LOOKUP_BATCH = 100
 """Participants per bulk core_user_get_users_by_field call (two spellings of an email each: 200 values)."""
 
 LOOKUPS_AT_ONCE = 4
 """Bulk look-up calls in flight at once, so a large event's look-up leaves Moodle room for other work."""
-
-UNENROL_BATCH = 500
-"""Enrolments per enrol_manual_unenrol_users call: 2 form fields each, far below PHP's max_input_vars."""
 
 
 def pending_shortname(event_id: str) -> str:
@@ -89,6 +83,19 @@ def email_spellings(email: str, *, thorough: bool = False) -> list[str]:
     return list(dict.fromkeys(spellings))
 
 
+def slug_taken(taken: dict, slug: str, event_id: str) -> str:
+    """Why the event's course cannot be made: another course holds its slug (`ErrorType.SLUG_TAKEN`)."""
+    return (f"Moodle course {taken['id']} ({taken.get('fullname')!r}) already uses the short name {slug!r} and "
+            f"was not created by openvle-moodle-sync for event {event_id}; it is left untouched. Rename or delete "
+            "that course in Moodle, or give the event another slug, then deploy the event again.")
+
+
+def template_missing(template_course_id: int) -> str:
+    """Why the event's course cannot be made: no template (`ErrorType.TEMPLATE_NOT_FOUND`)."""
+    return (f"Template course {template_course_id} does not exist in Moodle. Check the environment's "
+            "moodleCourseId (search courses with `openvle-moodle-sync courses`), then deploy the event again.")
+
+
 WRITING = "writing"
 """The heartbeat an enrol attempt records before it writes (see `MoodleSyncActivities.enrol_user`)."""
 
@@ -97,8 +104,9 @@ FOUND_ENROLLED = "found enrolled"
 finds the enrolment the write made, and learns from this what there was before."""
 
 
-class MoodleSyncActivities(WithdrawActivities):
-    """Activities bound to one Moodle client and the worker's settings.
+class MoodleSyncActivities:
+    """The activities that make the event's course and bring its participants in, bound to one Moodle client
+    and the worker's settings (people are taken away by `withdraw.WithdrawActivities`).
 
     Of the settings, only `load_sync_config` reads the ones that shape a run: it records them in the run's
     history (`SyncConfig`), and the workflows pass them on in each activity's input. So one run uses one set
@@ -110,7 +118,7 @@ class MoodleSyncActivities(WithdrawActivities):
 
     # Inputs of runs started before an input carried the run's own value hold None there: such runs go on
     # as they always did, with the worker's setting. Nothing else reads these settings.
-    def _match_field(self, recorded: str | None) -> str:
+    def _match_field(self, recorded: MatchField | None) -> MatchField:
         return recorded or self.settings.moodle_user_match_field
 
     def _user_auth(self, recorded: str | None) -> str:
@@ -147,17 +155,11 @@ class MoodleSyncActivities(WithdrawActivities):
         workflow set from the run's MOODLE_COURSE_TIMEOUT."""
         return (activity.info().start_to_close_timeout or timedelta(seconds=600)).total_seconds()
 
-    async def _course_by(self, field: str, value: str | int) -> dict | None:
-        courses = await self.moodle.get_courses_by_field(field, value)
-        # Moodle matches short names without regard to case in some databases: insist on exact.
-        exact = [c for c in courses if str(c.get(field, value)) == str(value)] if field != "id" else courses
-        return dict(exact[0]) if exact else None
-
     @activity.defn
     @moodle_errors
     async def find_event_course(self, event_id: str) -> CourseRef | None:
         """The event's course, recognised by the idnumber this service gave it."""
-        course = await self._course_by("idnumber", course_idnumber(event_id))
+        course = await course_by(self.moodle, "idnumber", course_idnumber(event_id))
         return CourseRef(id=course["id"], shortname=course["shortname"]) if course else None
 
     @activity.defn
@@ -170,28 +172,20 @@ class MoodleSyncActivities(WithdrawActivities):
         copy, so a lost response or a crash never leaves a second copy, and a course that merely shares
         the slug is never taken over."""
         marker = course_idnumber(spec.event_id)
-        course = await self._course_by("idnumber", marker)
+        course = await course_by(self.moodle, "idnumber", marker)
         if course:
             return CourseRef(id=course["id"], shortname=course["shortname"])
 
-        pending = await self._course_by("shortname", pending_shortname(spec.event_id))
+        pending = await course_by(self.moodle, "shortname", pending_shortname(spec.event_id))
         if pending is None:
-            taken = await self._course_by("shortname", spec.slug)
+            taken = await course_by(self.moodle, "shortname", spec.slug)
             if taken:
-                raise sync_error(
-                    f"Moodle course {taken['id']} ({taken.get('fullname')!r}) already uses the short name "
-                    f"{spec.slug!r} and was not created by openvle-moodle-sync for event {spec.event_id}; it is "
-                    "left untouched. Rename or delete that course in Moodle, or give the event another slug.",
-                    ErrorType.SLUG_TAKEN, course_id=taken["id"], slug=spec.slug,
-                )
-            template = await self._course_by("id", spec.template_course_id)
+                raise sync_error(slug_taken(taken, spec.slug, spec.event_id), ErrorType.SLUG_TAKEN,
+                                 course_id=taken["id"], slug=spec.slug)
+            template = await course_by(self.moodle, "id", spec.template_course_id)
             if template is None:
-                raise sync_error(
-                    f"Template course {spec.template_course_id} does not exist in Moodle. Check the "
-                    "environment's moodleCourseId (search courses with `openvle-moodle-sync courses`), then deploy "
-                    "the event again.",
-                    ErrorType.TEMPLATE_NOT_FOUND, template_course_id=spec.template_course_id,
-                )
+                raise sync_error(template_missing(spec.template_course_id), ErrorType.TEMPLATE_NOT_FOUND,
+                                 template_course_id=spec.template_course_id)
             activity.heartbeat("duplicating the template")
             copy = await self.moodle.duplicate_course(
                 spec.template_course_id, spec.name, pending_shortname(spec.event_id), template["categoryid"],
@@ -239,57 +233,42 @@ class MoodleSyncActivities(WithdrawActivities):
 
     # --- enrolments ----------------------------------------------------------------------------------
 
-    async def _enrolled(self, course_id: int) -> list[EnrolledUser]:
-        users: list[EnrolledUser] = []
-        while True:
-            page = await self.moodle.get_enrolled_users(
-                course_id, userfields=["id", "username", "email", "roles"],
-                limitfrom=len(users), limitnumber=ENROLMENT_PAGE,
-            )
-            users += page
-            if len(page) < ENROLMENT_PAGE:
-                return users
-            activity.heartbeat(len(users))
-
     @activity.defn
     @moodle_errors
     async def plan_deployment(self, plan: PlanInput) -> PlanResult:
         """Which participants already hold exactly their role in the course (a re-run skips them)."""
         by_username: dict[str, EnrolledUser] = {}
         by_email: dict[str, EnrolledUser] = {}
-        for user in await self._enrolled(plan.course_id):
+        for user in await enrolled_users(self.moodle, plan.course_id):
             by_username[str(user.get("username", ""))] = user
             by_email[str(user.get("email", "")).lower()] = user
+        rules = Rules(frozenset(self._managed_roles(plan.managed_role_ids)))
+        # Whether someone needs nothing does not depend on the role functions; the course's suspended users
+        # are read only when someone holds exactly their role (only then does it matter).
+        found: dict[str, tuple[Person, EnrolledUser]] = {}
+        for key in plan.keys:
+            match = (by_email.get(key.email.lower()) if plan.match_field == MatchField.EMAIL
+                     else by_username.get(key.username))
+            if match is not None:
+                found[key.participant_id] = (Person(True, in_course(match, set()), key.role_id), match)
+        suspended: set[int] = set()
+        if any(decide(person, rules).need is Need.NOTHING for person, _ in found.values()):
+            suspended = await self.moodle.get_suspended_user_ids(plan.course_id)
         done: dict[str, int] = {}
         role_changes: list[str] = []
-        suspended_ids: set[int] | None = None
-
-        async def suspended() -> set[int]:  # read once, and only when someone holds their role already
-            nonlocal suspended_ids
-            if suspended_ids is None:
-                suspended_ids = await self.moodle.get_suspended_user_ids(plan.course_id)
-            return suspended_ids
-
-        managed = self._managed_roles(plan.managed_role_ids)
-        for key in plan.keys:
-            found = by_email.get(key.email.lower()) if plan.match_field == "email" else by_username.get(key.username)
-            if found is None:
-                continue
-            roles = {r["roleid"] for r in found.get("roles", [])}
-            # Another role, no role left (remove_roles) or a suspended enrolment: enrol_user restores it on
-            # the same enrolment.
-            held = roles & managed
-            if held - {key.role_id} or not held or found["id"] in await suspended():
-                role_changes.append(key.participant_id)
-            elif key.role_id in roles:
-                done[key.participant_id] = found["id"]
+        for participant_id, (person, user) in found.items():
+            person = replace(person, found=in_course(user, suspended))
+            if decide(person, rules).need is Need.NOTHING:
+                done[participant_id] = user["id"]
+            else:  # another role, none (remove_roles) or suspended: enrol_user restores it on the same enrolment
+                role_changes.append(participant_id)
         return PlanResult(done=done, role_changes=role_changes)
 
-    async def _roles_of(self, course_id: int, user_id: int) -> set[int] | None:
+    async def _in_course(self, course_id: int, user_id: int) -> frozenset[int] | None:
         """The user's roles in the course, or None when not enrolled."""
-        for user in await self._enrolled(course_id):
+        for user in await enrolled_users(self.moodle, course_id):
             if user["id"] == user_id:
-                return {r["roleid"] for r in user.get("roles", [])}
+                return roles_of(user)
         return None
 
     @activity.defn
@@ -301,8 +280,9 @@ class MoodleSyncActivities(WithdrawActivities):
         first checks whether the previous attempt went through. Someone still enrolled (taken away by
         suspend or remove_roles, or changing role) keeps their enrolment, and with it their grades: the
         role is given back or swapped with core_role_assign_roles / core_role_unassign_roles (no mail)
-        where the token has them; a suspended enrolment is re-activated (Moodle mails on that call)."""
-        roles: set[int] | None = None
+        where the token has them; a suspended enrolment is re-activated (Moodle mails on that call).
+        What to write is `decide`'s answer."""
+        roles: frozenset[int] | None = None
         info = activity.info()
         retry = info.attempt > 1
         # A retry of these looks at the course before writing (a role change always does), and so can find
@@ -312,33 +292,33 @@ class MoodleSyncActivities(WithdrawActivities):
         # found now is this activity's own, and the result says so (the roster counts it as ours).
         wrote_before = retry and WRITING in info.heartbeat_details
         if spec.other_role_ids or (retry and retry_checks):
-            roles = await self._roles_of(spec.course_id, spec.user_id)
+            roles = await self._in_course(spec.course_id, spec.user_id)
         found_enrolled = FOUND_ENROLLED in info.heartbeat_details if wrote_before else roles is not None
-        others = roles & set(spec.other_role_ids) if roles is not None else set()
         # Only where a withdrawal may have happened (other roles are managed here) can the user be suspended.
         suspended = (roles is not None and bool(spec.other_role_ids)
                      and spec.user_id in await self.moodle.get_suspended_user_ids(spec.course_id))
-        if roles is not None and spec.role_id in roles and not others and not suspended:
+        person = Person(True, None if roles is None else InCourse(roles, suspended), spec.role_id)
+        rules = Rules(frozenset({spec.role_id, *spec.other_role_ids}))
+        decision = decide(person, rules)
+        if decision.need is Need.NOTHING:
             return EnrolResult(enrolled=wrote_before, found_enrolled=found_enrolled)
         if retry_checks:
             # A heartbeat is a write to the workflow's state on the server: a student of a course this run
             # made (most of a large deployment) is enrolled without one, since a retry writes again anyway.
             activity.heartbeat(WRITING, *([FOUND_ENROLLED] if found_enrolled else []))
-        # Still enrolled: with the role functions the enrolment (and the grades) stays.
-        in_place = roles is not None and await self._can_swap()
+        if depends_on_role_functions(person, rules):
+            decision = decide(person, replace(rules, role_functions=await has_role_functions(self.moodle)))
 
-        def assignments(role_ids: set[int]) -> list[RoleAssignment]:
+        def assignments(role_ids: frozenset[int]) -> list[RoleAssignment]:
             return [RoleAssignment(roleid=r, userid=spec.user_id, instanceid=spec.course_id) for r in sorted(role_ids)]
 
-        if in_place and not suspended:
+        if decision.need is Need.CHANGE_IN_PLACE:
             # Give the role first, then take the other one: the enrolment never stands without a role.
-            await self.moodle.assign_roles(assignments({spec.role_id}))
-            if others:
-                await self.moodle.unassign_roles(assignments(others))
+            await self.moodle.assign_roles(assignments(frozenset({spec.role_id})))
+            if decision.take_roles:
+                await self.moodle.unassign_roles(assignments(decision.take_roles))
             return EnrolResult(enrolled=True, kept_enrolment=True, found_enrolled=found_enrolled)
-        if others and not in_place:
-            # Without the role functions Moodle's REST API cannot take one role away: re-create the
-            # enrolment with the new role (the user's grades in the course are lost).
+        if decision.need is Need.RECREATE:
             await self.moodle.unenrol_users([{"userid": spec.user_id, "courseid": spec.course_id}])
         try:
             # Also re-activates a suspended enrolment (no suspend flag means active); one welcome mail.
@@ -351,36 +331,9 @@ class MoodleSyncActivities(WithdrawActivities):
                 f"({error.message}). Re-run the deployment: the user is looked up again.",
                 ErrorType.MOODLE_USER_MISSING, user_id=spec.user_id,
             ) from None
-        if others and in_place:  # a suspended participant changing role: the old role goes, in place
-            await self.moodle.unassign_roles(assignments(others))
-        return EnrolResult(enrolled=True, kept_enrolment=roles is not None and (in_place or not others),
-                           found_enrolled=found_enrolled)
-
-    async def _can_swap(self) -> bool:
-        """Whether the token has core_role_assign_roles and core_role_unassign_roles (asked when needed:
-        an operator may add them to the service while the worker runs)."""
-        return can_swap_roles(available_functions(await self.moodle.get_site_info()))
-
-    @activity.defn
-    @moodle_errors
-    async def unenrol_users(self, spec: UnenrolInput) -> int:
-        """Unenrol users (idempotent). Batched; a batch Moodle rejects whole is retried user by user so
-        that one account deleted meanwhile does not block the others. Returns how many were unenrolled."""
-        done = 0
-        for start in range(0, len(spec.user_ids), UNENROL_BATCH):
-            batch = spec.user_ids[start:start + UNENROL_BATCH]
-            try:
-                await self.moodle.unenrol_users([{"userid": u, "courseid": spec.course_id} for u in batch])
-                done += len(batch)
-            except InvalidParameterError:
-                for user_id in batch:
-                    try:
-                        await self.moodle.unenrol_users([{"userid": user_id, "courseid": spec.course_id}])
-                        done += 1
-                    except InvalidParameterError:
-                        log.warning("user %s no longer exists in Moodle; nothing to unenrol", user_id)
-            activity.heartbeat(start)
-        return done
+        if decision.need is Need.RESTORE and decision.take_roles:  # suspended, changing role: the old one goes
+            await self.moodle.unassign_roles(assignments(decision.take_roles))
+        return EnrolResult(enrolled=True, kept_enrolment=decision.need is Need.RESTORE, found_enrolled=found_enrolled)
 
     @activity.defn
     @moodle_errors
@@ -388,8 +341,8 @@ class MoodleSyncActivities(WithdrawActivities):
         """The course's students to unenrol at archive; anyone who also teaches stays."""
         students: list[int] = []
         kept = 0
-        for user in await self._enrolled(spec.course_id):
-            roles = {r["roleid"] for r in user.get("roles", [])}
+        for user in await enrolled_users(self.moodle, spec.course_id):
+            roles = roles_of(user)
             if spec.instructor_role_id in roles:
                 kept += 1
             elif spec.student_role_id in roles:
@@ -398,17 +351,17 @@ class MoodleSyncActivities(WithdrawActivities):
 
     # --- users ---------------------------------------------------------------------------------------
 
-    async def _lookup(self, participant: Participant, field: str, *, thorough: bool = False) -> User | None:
-        if field == "email":
+    async def _lookup(self, participant: Participant, field: MatchField, *, thorough: bool = False) -> User | None:
+        if field == MatchField.EMAIL:
             # Moodle matches email exactly, but an address that differs only in case is the same person.
             # The usual spellings are asked at once; the thorough look (after Moodle refused to create
             # the account, which it does for an existing address in any case) asks the rarer ones too.
             values = email_spellings(participant.email, thorough=thorough)
             wanted = participant.email.lower()
-            users = await self.moodle.get_users_by_field("email", values)
+            users = await self.moodle.get_users_by_field(MatchField.EMAIL, values)
             users = [u for u in users if str(u.get("email", "")).lower() == wanted]
         else:
-            users = await self.moodle.get_users_by_field("username", [participant.username])
+            users = await self.moodle.get_users_by_field(MatchField.USERNAME, [participant.username])
         return min(users, key=lambda u: u["id"]) if users else None
 
     @activity.defn
@@ -422,7 +375,8 @@ class MoodleSyncActivities(WithdrawActivities):
     async def find_users(self, spec: FindUsersInput) -> FoundUsers:
         """The accounts of many participants at once, by the run's MOODLE_USER_MATCH_FIELD: one call per
         LOOKUP_BATCH participants instead of one per participant."""
-        by_email = self._match_field(spec.match_field) == "email"
+        field = self._match_field(spec.match_field)
+        by_email = field == MatchField.EMAIL
         found: dict[str, int] = {}
         gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
 
@@ -432,7 +386,7 @@ class MoodleSyncActivities(WithdrawActivities):
             else:
                 values = [k.username for k in keys]
             async with gate:
-                users = await self.moodle.get_users_by_field("email" if by_email else "username", values)
+                users = await self.moodle.get_users_by_field(field, values)
             owner: dict[str, int] = {}
             for user in sorted(users, key=lambda u: -u["id"]):  # the oldest account wins, as in _lookup
                 owner[str(user.get("email", "")).lower() if by_email else str(user.get("username", ""))] = user["id"]
@@ -474,17 +428,17 @@ class MoodleSyncActivities(WithdrawActivities):
             raise await self._explain_create_failure(p, error, match_field, auth) from None
         return UserRef(user_id=created[0]["id"], created=True)
 
-    async def _same_person_by_username(self, p: Participant, match_field: str) -> User | None:
+    async def _same_person_by_username(self, p: Participant, match_field: MatchField) -> User | None:
         """The account with the participant's username, if its email is theirs in another letter case
         (Moodle's API searches emails only exactly, so such an account is found this way)."""
-        if match_field != "email":
+        if match_field != MatchField.EMAIL:
             return None
-        user = await self._lookup(p, "username")
+        user = await self._lookup(p, MatchField.USERNAME)
         return user if user and str(user.get("email", "")).lower() == p.email.lower() else None
 
-    async def _explain_create_failure(self, p: Participant, error: InvalidParameterError, match_field: str,
+    async def _explain_create_failure(self, p: Participant, error: InvalidParameterError, match_field: MatchField,
                                       auth: str) -> Exception:
-        other_field = "username" if match_field == "email" else "email"
+        other_field = MatchField.USERNAME if match_field == MatchField.EMAIL else MatchField.EMAIL
         other = await self._lookup(p, other_field)
         if other:
             return sync_error(
@@ -501,10 +455,3 @@ class MoodleSyncActivities(WithdrawActivities):
             "address in an unusual letter case, which Moodle's API cannot search for), or the names.",
             ErrorType.USER_CREATION, participant_id=p.id, errorcode=error.errorcode,
         )
-
-    def all(self) -> list:
-        """Every activity, for the worker to register."""
-        return [self.load_sync_config, self.find_event_course, self.prepare_course, self.hide_course, self.show_course,
-                self.delete_course, self.plan_deployment, self.enrol_user, self.unenrol_users,
-                self.plan_archive, self.find_user, self.find_users, self.ensure_user,
-                self.check_unenrol_action, self.withdraw_user, self.withdraw_users]

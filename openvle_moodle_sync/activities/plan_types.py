@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.models import Event
+from openvle_moodle_sync.settings import UnenrolAction
 
 from .roster import RosterEntry
 from .types import Removal, SyncConfig
@@ -48,7 +50,7 @@ class PlanEventInput:
     course_id: int | None
     roster: dict[str, RosterEntry]
     config: SyncConfig
-    removal_action: str
+    removal_action: UnenrolAction
 
 
 @dataclass
@@ -87,6 +89,14 @@ class Drift:
 
 
 @dataclass
+class PlanProblem:
+    """Something that would stop the deploy, with the failure type and words the deploy would end with."""
+
+    type: ErrorType
+    message: str
+
+
+@dataclass
 class EventPlan:
     """What a deploy of the event would do now. Building it wrote nothing to Moodle and sent no mail."""
 
@@ -105,3 +115,6 @@ class EventPlan:
     """Hand edits in Moodle since this service enrolled people; a deploy or re-run repairs them."""
     unchanged: int = 0
     """Participants already enrolled, active, with exactly their role."""
+    problems: list[PlanProblem] = field(default_factory=list)
+    """What would stop a deploy at its first steps (the template is missing, another course holds the slug);
+    empty when nothing would. A deploy now would fail with the first of them."""

@@ -90,6 +90,3 @@ class RosterActivities:
             if error.status == RPCStatusCode.NOT_FOUND:
                 return {}
             raise roster_failure(error, f"read the roster of {life_workflow_id}") from None
-
-    def all(self) -> list:
-        return [self.read_roster]

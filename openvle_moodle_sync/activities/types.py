@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from openvle_moodle_sync.models import Participant
+from openvle_moodle_sync.models import Participant, Role
+from openvle_moodle_sync.settings import MatchField, UnenrolAction
 
 
 @dataclass(frozen=True)
@@ -24,13 +25,18 @@ class SyncConfig:
     retry_max_interval_s: float = 60.0
     instructor_role_id: int = 3
     student_role_id: int = 5
-    match_field: str = "email"
-    unenrol_action: str = "unenrol"
-    """MOODLE_UNENROL_ACTION: unenrol, keep, suspend or remove_roles (older runs recorded none: unenrol)."""
+    match_field: MatchField = MatchField.EMAIL
+    unenrol_action: UnenrolAction = UnenrolAction.UNENROL
+    """MOODLE_UNENROL_ACTION (older runs recorded none: unenrol)."""
     max_removal_percent: float = 25.0
     """MOODLE_MAX_REMOVAL_PERCENT: the mass-removal brake of a deploy (runs recorded before it had it: 25)."""
     user_auth: str = "manual"
     """MOODLE_USER_AUTH."""
+
+    @property
+    def role_ids(self) -> dict[Role, int]:
+        """The Moodle role id of each role: the run's one map, for its enrolments, removals and plan."""
+        return {Role.STUDENT: self.student_role_id, Role.INSTRUCTOR: self.instructor_role_id}
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ class MatchKey:
 @dataclass(frozen=True)
 class PlanInput:
     course_id: int
-    match_field: str
+    match_field: MatchField
     keys: list[MatchKey]
     managed_role_ids: list[int] | None = None
     """The run's instructor and student role ids (None: an older run; the worker's settings then)."""
@@ -84,7 +90,7 @@ class EnsureUserInput:
     participant: Participant
     known_missing: bool = False
     """A bulk look-up just found no account: the first attempt creates it without looking again."""
-    match_field: str | None = None
+    match_field: MatchField | None = None
     """The run's MOODLE_USER_MATCH_FIELD (None: an older run; the worker's setting then)."""
     user_auth: str | None = None
     """The run's MOODLE_USER_AUTH for a new account (None: an older run; the worker's setting then)."""
@@ -93,7 +99,7 @@ class EnsureUserInput:
 @dataclass(frozen=True)
 class FindUsersInput:
     keys: list[MatchKey]
-    match_field: str | None = None
+    match_field: MatchField | None = None
     """The run's MOODLE_USER_MATCH_FIELD (None: an older run; the worker's setting then)."""
 
 
@@ -140,7 +146,7 @@ class WithdrawInput:
     user_id: int
     role_id: int
     """The role they were enrolled with (suspend keeps it)."""
-    action: str
+    action: UnenrolAction
     participant_id: str
     managed_role_ids: list[int] | None = None
     """The roles this service gives (the run's student and instructor roles): the only ones it takes away.
@@ -154,7 +160,7 @@ class WithdrawUsersInput:
     course_id: int
     user_ids: list[int]
     role_id: int
-    action: str
+    action: UnenrolAction
     managed_role_ids: list[int] | None = None
     """As `WithdrawInput.managed_role_ids`."""
     listed: bool = True
@@ -177,7 +183,7 @@ class Removal:
     participant_id: str
     moodle_user_id: int
     role: str
-    action: str
+    action: UnenrolAction
     """MOODLE_UNENROL_ACTION."""
 
 
@@ -190,7 +196,7 @@ class UnenrolInput:
 @dataclass(frozen=True)
 class FindUserInput:
     participant: Participant
-    match_field: str | None = None
+    match_field: MatchField | None = None
     """The run's MOODLE_USER_MATCH_FIELD (None: an older run; the worker's setting then)."""
 
 

@@ -9,11 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION, REQUIRED_FUNCTIONS, ROLE_FUNCTIONS
+from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION, REQUIRED_FUNCTIONS, ROLE_FUNCTIONS, UnenrolAction
 
 from .client import MoodleClient, SiteInfo
 from .errors import MoodleError
+
+
+class CheckStatus(StrEnum):
+    """The outcome of one of `doctor`'s checks (this connection check among them)."""
+
+    OK = "OK"
+    WARN = "WARN"
+    """Works, but something needs the operator's attention."""
+    FAIL = "FAIL"
+    """Does not work: `doctor` exits 1."""
+    SKIP = "SKIP"
+    """Not checked (what it needs is missing or invalid)."""
+
 
 _FUNCTIONS_PAGE = "Site administration > Server > Web services > External services > Functions"
 
@@ -23,17 +37,17 @@ def available_functions(info: SiteInfo) -> frozenset[str]:
     return frozenset(str(f.get("name")) for f in info.get("functions", []))
 
 
-def missing_for_action(action: str, available: Iterable[str]) -> list[str]:
+def missing_for_action(action: UnenrolAction, available: Iterable[str]) -> list[str]:
     """The optional functions MOODLE_UNENROL_ACTION=``action`` needs and the token lacks."""
     have = set(available)
     return [name for name in FUNCTIONS_BY_ACTION.get(action, ()) if name not in have]
 
 
-def missing_for_action_message(action: str, missing: list[str]) -> str:
+def missing_for_action_message(action: UnenrolAction, missing: list[str]) -> str:
     """What to tell the operator when the token cannot carry out the chosen action (doctor, runs, log)."""
-    return (f"MOODLE_UNENROL_ACTION={action!r} needs {' and '.join(missing)}, which the token's service "
+    return (f"MOODLE_UNENROL_ACTION={str(action)!r} needs {' and '.join(missing)}, which the token's service "
             f"lacks: add {' and '.join(missing)} to the service ({_FUNCTIONS_PAGE}), or choose another "
-            'MOODLE_UNENROL_ACTION (e.g. "unenrol", the default). Nothing was changed in Moodle.')
+            f'MOODLE_UNENROL_ACTION (e.g. "{UnenrolAction.UNENROL}", the default). Nothing was changed in Moodle.')
 
 
 def can_swap_roles(available: Iterable[str]) -> bool:
@@ -51,7 +65,7 @@ class ConnectionReport:
     release: str | None = None
     username: str | None = None
     missing_functions: list[str] = field(default_factory=list)
-    unenrol_action: str = "unenrol"
+    unenrol_action: UnenrolAction = UnenrolAction.UNENROL
     missing_for_action: list[str] = field(default_factory=list)
     """Optional functions the chosen MOODLE_UNENROL_ACTION needs and the token lacks."""
     roles_in_place: bool = False
@@ -74,14 +88,15 @@ class ConnectionReport:
         if self.missing_for_action:
             parts.append(missing_for_action_message(self.unenrol_action, self.missing_for_action))
         elif not self.missing_functions:
-            parts.append(f"MOODLE_UNENROL_ACTION={self.unenrol_action!r}; role changes "
+            parts.append(f"MOODLE_UNENROL_ACTION={str(self.unenrol_action)!r}; role changes "
                          + ("swap the role in place" if self.roles_in_place else
                             "re-create the enrolment (add core_role_assign_roles and core_role_unassign_roles "
                             "to the service to keep it)"))
         return ". ".join(parts)
 
 
-async def check_connection(client: MoodleClient, unenrol_action: str = "unenrol") -> ConnectionReport:
+async def check_connection(client: MoodleClient,
+                           unenrol_action: UnenrolAction = UnenrolAction.UNENROL) -> ConnectionReport:
     """Ask Moodle for its site info and compare the token's functions with those the settings need."""
     report = ConnectionReport(url=client.url, unenrol_action=unenrol_action)
     try:

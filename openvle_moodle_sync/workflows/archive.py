@@ -12,7 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.types import ArchivePlanInput
     from openvle_moodle_sync.contracts import PROGRESS_QUERY
     from openvle_moodle_sync.models import Role
-    from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS
+    from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, UnenrolAction
 
 from .common import as_run_failure, load_config, quick, skip_reason, slow
 from .roster import record_roster
@@ -58,7 +58,7 @@ class ArchiveEvent:
         )
         result.instructors_kept = plan.instructors_kept
         self._students = len(plan.student_user_ids)
-        if config.unenrol_action != "keep":
+        if config.unenrol_action != UnenrolAction.KEEP:
             self._set_stage(f"taking {self._students} students away ({config.unenrol_action})")
             await withdraw_users(course.id, plan.student_user_ids, config.student_role_id, config, listed=True,
                                  progress=self._withdrawn)
@@ -74,7 +74,7 @@ class ArchiveEvent:
 
     def _withdrawn(self, count: int) -> None:
         self._result.students_withdrawn = count
-        if self._result.unenrol_action == "unenrol":
+        if self._result.unenrol_action == UnenrolAction.UNENROL:
             self._result.students_unenrolled = count
 
     def _set_stage(self, stage: str) -> None:

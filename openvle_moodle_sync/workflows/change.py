@@ -16,10 +16,11 @@ with workflow.unsafe.imports_passed_through():
         SyncConfig,
         WithdrawInput,
     )
+    from openvle_moodle_sync.activities.withdraw import WithdrawActivities
     from openvle_moodle_sync.contracts import PROGRESS_QUERY, ErrorType
     from openvle_moodle_sync.lifecycle import CLI
     from openvle_moodle_sync.models import Participant
-    from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, FUNCTIONS_BY_ACTION
+    from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, FUNCTIONS_BY_ACTION, UnenrolAction
 
 from . import summaries
 from .common import as_run_failure, checked, load_config, quick, role_ids, skip_reason
@@ -101,19 +102,19 @@ class ChangeParticipant:
     async def _withdraw(self, change: ChangeRequest, outcome: ChangeOutcome, config: SyncConfig) -> None:
         """Take the participant away by MOODLE_UNENROL_ACTION; fail before any write if the token can't."""
         p, action = change.participant, config.unenrol_action
-        if action == "keep":
+        if action == UnenrolAction.KEEP:
             outcome.note = "kept in Moodle (MOODLE_UNENROL_ACTION is keep): nothing changed"
             return
         if FUNCTIONS_BY_ACTION.get(action):
             await workflow.execute_activity_method(
-                MoodleSyncActivities.check_unenrol_action, action, **quick(config)
+                WithdrawActivities.check_unenrol_action, action, **quick(config)
             )
         user_id = await self._find_account(p, outcome, config, nothing_to="take away")
         if user_id is None:
             return
         roles = role_ids(config)
         withdrawn = await workflow.execute_activity_method(
-            MoodleSyncActivities.withdraw_user,
+            WithdrawActivities.withdraw_user,
             WithdrawInput(course_id=outcome.course_id or 0, user_id=user_id, role_id=roles[p.role],
                           action=action, participant_id=p.id, managed_role_ids=list(roles.values())),
             summary=summaries.withdraw(summaries.who(p), action), **checked(config),
@@ -149,7 +150,7 @@ class ChangeParticipant:
             # since) is still enrolled, and the roster keeps it for a deploy to take away. Under keep nothing
             # changed in Moodle, so the roster keeps them too. Suspended or without roles, they stay in it
             # marked withdrawn: adding them back makes them the service's again.
-            if config.unenrol_action == "keep":
+            if config.unenrol_action == UnenrolAction.KEEP:
                 return
             await record_roster(change.event_id, RosterUpdate(
                 drop=[p.id], withdrawn=config.unenrol_action in ENROLMENT_KEPT_ACTIONS))

@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.roster import RosterEntry
     from openvle_moodle_sync.activities.types import Removal  # the plan's `remove` holds the same
     from openvle_moodle_sync.lifecycle import LifeState, OperationKind, OperationState
+    from openvle_moodle_sync.settings import MatchField, UnenrolAction
 
 
 class Action(StrEnum):
@@ -91,7 +92,7 @@ class BatchInput:
     """participant id -> Moodle user id found by the deployment's bulk look-up (no look-up needed)."""
     looked_up: bool = False
     """True when the bulk look-up ran: a participant missing from ``known_users`` has no account yet."""
-    match_field: str = "email"
+    match_field: MatchField = MatchField.EMAIL
     """The run's MOODLE_USER_MATCH_FIELD."""
     user_auth: str = "manual"
     """The run's MOODLE_USER_AUTH."""
@@ -170,7 +171,7 @@ class ArchiveResult:
     students_unenrolled: int = 0
     instructors_kept: int = 0
     hidden: bool = False
-    unenrol_action: str = "unenrol"
+    unenrol_action: UnenrolAction = UnenrolAction.UNENROL
     """MOODLE_UNENROL_ACTION of this run: what happened to the students."""
     students_withdrawn: int = 0
     """Students this run took away by the action (unenrolled, suspended or stripped of their roles)."""

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.types import SyncConfig, WithdrawUsersInput
-    from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION
+    from openvle_moodle_sync.activities.withdraw import WithdrawActivities
+    from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION, UnenrolAction
 
 from . import summaries
 from .common import quick, role_ids, slow
@@ -26,7 +26,7 @@ async def check_action(config: SyncConfig) -> None:
     """Fail before any write when the token lacks a function the run's action needs: never half applied."""
     if FUNCTIONS_BY_ACTION.get(config.unenrol_action):
         await workflow.execute_activity_method(
-            MoodleSyncActivities.check_unenrol_action, config.unenrol_action, **quick(config))
+            WithdrawActivities.check_unenrol_action, config.unenrol_action, **quick(config))
 
 
 async def withdraw_users(course_id: int, user_ids: Sequence[int], role_id: int, config: SyncConfig, *,
@@ -40,7 +40,7 @@ async def withdraw_users(course_id: int, user_ids: Sequence[int], role_id: int, 
     for start in range(0, len(user_ids), PEOPLE_PER_ACTIVITY):
         batch = list(user_ids[start:start + PEOPLE_PER_ACTIVITY])
         changed += await workflow.execute_activity_method(
-            MoodleSyncActivities.withdraw_users,
+            WithdrawActivities.withdraw_users,
             WithdrawUsersInput(course_id=course_id, user_ids=batch, role_id=role_id, action=config.unenrol_action,
                                managed_role_ids=list(role_ids(config).values()), listed=listed),
             summary=summary and summaries.withdraw(summary.format(n=len(batch)), config.unenrol_action),
@@ -52,7 +52,7 @@ async def withdraw_users(course_id: int, user_ids: Sequence[int], role_id: int, 
 
 async def withdraw_leavers(course_id: int, leaving: Sequence[tuple[int, int]], config: SyncConfig) -> None:
     """Take each (Moodle user id, role id) no longer listed away from the course by the run's action."""
-    if config.unenrol_action == "keep":
+    if config.unenrol_action == UnenrolAction.KEEP:
         return
     await check_action(config)
     by_role: dict[int, list[int]] = {}

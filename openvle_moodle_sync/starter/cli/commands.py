@@ -213,7 +213,13 @@ async def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
         print(plan_json(plan))
     else:
         ctx.out.print(plan_table(plan))
-    return EXIT_OK
+    if not plan.problems:
+        return EXIT_OK
+    # What a deploy's first steps check would stop it: say so, with the fix, and exit 1.
+    for problem in plan.problems:
+        ctx.err.print(f"[bold red]✗ a deploy would fail:[/] [{problem.type}] {escape(problem.message)}")
+    ctx.err.print(f"Next: {escape(_next_step(args, plan.problems[0].type, event.id))}", highlight=False)
+    return EXIT_FAILED
 
 
 async def _cmd_change(args: argparse.Namespace, ctx: Context) -> int:

@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 
 from openvle_moodle_sync.failures import describe_failure
 from openvle_moodle_sync.lifecycle import OperationKind, again
+from openvle_moodle_sync.settings import UnenrolAction
 from openvle_moodle_sync.workflows.types import (
     ArchiveResult,
     ChangeResult,
@@ -126,10 +127,10 @@ def describe_result(result: Any) -> str:
     if isinstance(result, ChangeResult):
         return "; ".join(f"participant {o.participant_id}: {o.note}" for o in result.applied) or "nothing applied"
     if isinstance(result, ArchiveResult):
-        done = {"unenrol": f"{result.students_unenrolled} students unenrolled",
-                "keep": "students kept (MOODLE_UNENROL_ACTION is keep)",
-                "suspend": f"{result.students_withdrawn} students' enrolments suspended",
-                "remove_roles": f"{result.students_withdrawn} students' roles removed (enrolments kept)",
+        done = {UnenrolAction.UNENROL: f"{result.students_unenrolled} students unenrolled",
+                UnenrolAction.KEEP: "students kept (MOODLE_UNENROL_ACTION is keep)",
+                UnenrolAction.SUSPEND: f"{result.students_withdrawn} students' enrolments suspended",
+                UnenrolAction.REMOVE_ROLES: f"{result.students_withdrawn} students' roles removed (enrolments kept)",
                 }.get(result.unenrol_action, f"{result.students_withdrawn} students taken away")
         return (f"Moodle course {result.course_id} archived: {done}, "
                 f"{result.instructors_kept} instructors kept, course {'hidden' if result.hidden else 'still visible'}")
