@@ -16,9 +16,8 @@ from openvle_moodle_sync import starter
 from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
 from openvle_moodle_sync.activities.plan import PlanActivities
 from openvle_moodle_sync.activities.plan_types import MailKind, PlanEventInput
-from openvle_moodle_sync.activities.types import EnsureUserInput, MatchKey, PlanInput, SyncConfig
-from openvle_moodle_sync.models import parse_event, parse_participant
-from openvle_moodle_sync.temporal_client import data_converter
+from openvle_moodle_sync.activities.types import MatchKey, PlanInput, SyncConfig
+from openvle_moodle_sync.models import parse_event
 from tests.conftest import (
     add_moodle_user,
     eventually,
@@ -124,13 +123,3 @@ async def test_plan_uses_the_runs_managed_roles(fake: FakeMoodle) -> None:
         plan = await ActivityEnvironment().run(activities.plan_deployment, PlanInput(
             course_id=course_id, match_field="email", keys=[key], managed_role_ids=[4, 5]))
     assert plan.role_changes == ["p-0"], event["id"]
-
-
-def test_inputs_of_older_runs_still_decode() -> None:
-    """An activity input recorded before the run's settings were passed in has none of the new fields."""
-    converter = data_converter(make_settings())
-    old = converter.payload_converter.to_payloads([{"participant": parse_participant({
-        "id": "p-1", "username": "alice", "email": "alice@example.com", "first_name": "A", "last_name": "S",
-        "role": "student"}).model_dump(mode="json"), "known_missing": True}])
-    (decoded,) = converter.payload_converter.from_payloads(old, [EnsureUserInput])
-    assert decoded.known_missing and decoded.match_field is None and decoded.user_auth is None

@@ -116,17 +116,6 @@ class MoodleSyncActivities:
         self.moodle = moodle
         self.settings = settings
 
-    # Inputs of runs started before an input carried the run's own value hold None there: such runs go on
-    # as they always did, with the worker's setting. Nothing else reads these settings.
-    def _match_field(self, recorded: MatchField | None) -> MatchField:
-        return recorded or self.settings.moodle_user_match_field
-
-    def _user_auth(self, recorded: str | None) -> str:
-        return recorded or self.settings.moodle_user_auth
-
-    def _managed_roles(self, recorded: list[int] | None) -> set[int]:
-        return set(recorded or (self.settings.moodle_instructor_role_id, self.settings.moodle_student_role_id))
-
     # --- configuration -------------------------------------------------------------------------------
 
     @activity.defn
@@ -242,7 +231,7 @@ class MoodleSyncActivities:
         for user in await enrolled_users(self.moodle, plan.course_id):
             by_username[str(user.get("username", ""))] = user
             by_email[str(user.get("email", "")).lower()] = user
-        rules = Rules(frozenset(self._managed_roles(plan.managed_role_ids)))
+        rules = Rules(frozenset(plan.managed_role_ids))
         # Whether someone needs nothing does not depend on the role functions; the course's suspended users
         # are read only when someone holds exactly their role (only then does it matter).
         found: dict[str, tuple[Person, EnrolledUser]] = {}
@@ -367,7 +356,7 @@ class MoodleSyncActivities:
     @activity.defn
     @moodle_errors
     async def find_user(self, spec: FindUserInput) -> int | None:
-        user = await self._lookup(spec.participant, self._match_field(spec.match_field))
+        user = await self._lookup(spec.participant, spec.match_field)
         return user["id"] if user else None
 
     @activity.defn
@@ -375,7 +364,7 @@ class MoodleSyncActivities:
     async def find_users(self, spec: FindUsersInput) -> FoundUsers:
         """The accounts of many participants at once, by the run's MOODLE_USER_MATCH_FIELD: one call per
         LOOKUP_BATCH participants instead of one per participant."""
-        field = self._match_field(spec.match_field)
+        field = spec.match_field
         by_email = field == MatchField.EMAIL
         found: dict[str, int] = {}
         gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
@@ -405,7 +394,7 @@ class MoodleSyncActivities:
     async def ensure_user(self, spec: EnsureUserInput) -> UserRef:
         """The participant's Moodle account, created (with the run's MOODLE_USER_AUTH) when none matches."""
         p = spec.participant
-        match_field, auth = self._match_field(spec.match_field), self._user_auth(spec.user_auth)
+        match_field, auth = spec.match_field, spec.user_auth
         # A retry always looks first: the previous attempt may have created the account.
         if not (spec.known_missing and activity.info().attempt == 1):
             user = await self._lookup(p, match_field)

@@ -14,8 +14,7 @@ class SyncConfig:
     settings change on the worker never changes the course of a run that is already going.
 
     The workflows pass what an activity needs of it in the activity's input: activities never read the
-    worker's live settings (only its connection: URL, token, MOODLE_TIMEOUT). A field added later has a
-    default, so the histories of older runs still decode; None there means "not recorded by this run"."""
+    worker's live settings (only its connection: URL, token, MOODLE_TIMEOUT)."""
 
     enabled: bool
     course_visible: bool = True
@@ -27,9 +26,9 @@ class SyncConfig:
     student_role_id: int = 5
     match_field: MatchField = MatchField.EMAIL
     unenrol_action: UnenrolAction = UnenrolAction.UNENROL
-    """MOODLE_UNENROL_ACTION (older runs recorded none: unenrol)."""
+    """MOODLE_UNENROL_ACTION."""
     max_removal_percent: float = 25.0
-    """MOODLE_MAX_REMOVAL_PERCENT: the mass-removal brake of a deploy (runs recorded before it had it: 25)."""
+    """MOODLE_MAX_REMOVAL_PERCENT: the mass-removal brake of a deploy."""
     user_auth: str = "manual"
     """MOODLE_USER_AUTH."""
 
@@ -71,8 +70,8 @@ class PlanInput:
     course_id: int
     match_field: MatchField
     keys: list[MatchKey]
-    managed_role_ids: list[int] | None = None
-    """The run's instructor and student role ids (None: an older run; the worker's settings then)."""
+    managed_role_ids: list[int]
+    """The run's instructor and student role ids."""
 
 
 @dataclass(frozen=True)
@@ -90,17 +89,17 @@ class EnsureUserInput:
     participant: Participant
     known_missing: bool = False
     """A bulk look-up just found no account: the first attempt creates it without looking again."""
-    match_field: MatchField | None = None
-    """The run's MOODLE_USER_MATCH_FIELD (None: an older run; the worker's setting then)."""
-    user_auth: str | None = None
-    """The run's MOODLE_USER_AUTH for a new account (None: an older run; the worker's setting then)."""
+    match_field: MatchField = MatchField.EMAIL
+    """The run's MOODLE_USER_MATCH_FIELD."""
+    user_auth: str = "manual"
+    """The run's MOODLE_USER_AUTH for a new account."""
 
 
 @dataclass(frozen=True)
 class FindUsersInput:
     keys: list[MatchKey]
-    match_field: MatchField | None = None
-    """The run's MOODLE_USER_MATCH_FIELD (None: an older run; the worker's setting then)."""
+    match_field: MatchField
+    """The run's MOODLE_USER_MATCH_FIELD."""
 
 
 @dataclass(frozen=True)
@@ -148,9 +147,8 @@ class WithdrawInput:
     """The role they were enrolled with (suspend keeps it)."""
     action: UnenrolAction
     participant_id: str
-    managed_role_ids: list[int] | None = None
-    """The roles this service gives (the run's student and instructor roles): the only ones it takes away.
-    None (inputs written before it was kept): ``role_id`` alone."""
+    managed_role_ids: list[int]
+    """The roles this service gives (the run's student and instructor roles): the only ones it takes away."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +159,7 @@ class WithdrawUsersInput:
     user_ids: list[int]
     role_id: int
     action: UnenrolAction
-    managed_role_ids: list[int] | None = None
+    managed_role_ids: list[int]
     """As `WithdrawInput.managed_role_ids`."""
     listed: bool = True
     """The users were just read from the course's enrolments (archive): unenrolling needs no second read.
@@ -196,8 +194,8 @@ class UnenrolInput:
 @dataclass(frozen=True)
 class FindUserInput:
     participant: Participant
-    match_field: MatchField | None = None
-    """The run's MOODLE_USER_MATCH_FIELD (None: an older run; the worker's setting then)."""
+    match_field: MatchField
+    """The run's MOODLE_USER_MATCH_FIELD."""
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ class WithdrawActivities:
         return done
 
     async def _withdraw(self, course_id: int, user_ids: list[int], role_id: int, action: UnenrolAction, *,
-                        listed: bool, managed_role_ids: list[int] | None = None) -> int:
+                        listed: bool, managed_role_ids: list[int]) -> int:
         """``listed``: the users were just read from the course's enrolments (archive's plan), so
         unenrolling needs no second read; otherwise someone not enrolled is left alone, unwritten."""
         if action == UnenrolAction.KEEP or not user_ids:
@@ -110,7 +110,7 @@ class WithdrawActivities:
         wanted = set(user_ids)
         # Only the roles this service gives are taken away or named: a role given by hand (a manager, a
         # non-editing teacher) stays, and Moodle would refuse to unassign one the token cannot assign.
-        managed = frozenset(managed_role_ids or [role_id])
+        managed = frozenset(managed_role_ids)
         roles = {u["id"]: roles_of(u) for u in await enrolled_users(self.moodle, course_id) if u["id"] in wanted}
         suspended = await self.moodle.get_suspended_user_ids(course_id) if action == UnenrolAction.SUSPEND else set()
         rules = Rules(managed, action=action)

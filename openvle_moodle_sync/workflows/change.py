@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, FUNCTIONS_BY_ACTION, UnenrolAction
 
 from . import summaries
-from .common import as_run_failure, checked, load_config, quick, role_ids, skip_reason
+from .common import as_run_failure, checked, load_config, quick, skip_reason
 from .roster import record_roster
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
 
@@ -83,7 +83,7 @@ class ChangeParticipant:
             EnsureUserInput(participant=p, match_field=config.match_field, user_auth=config.user_auth),
             summary=summaries.find_or_create_account(p), **quick(config),
         )
-        roles = role_ids(config)
+        roles = config.role_ids
         enrolled = await workflow.execute_activity_method(
             MoodleSyncActivities.enrol_user,
             EnrolInput(course_id=course_id, user_id=user.user_id, role_id=roles[p.role],
@@ -112,7 +112,7 @@ class ChangeParticipant:
         user_id = await self._find_account(p, outcome, config, nothing_to="take away")
         if user_id is None:
             return
-        roles = role_ids(config)
+        roles = config.role_ids
         withdrawn = await workflow.execute_activity_method(
             WithdrawActivities.withdraw_user,
             WithdrawInput(course_id=outcome.course_id or 0, user_id=user_id, role_id=roles[p.role],

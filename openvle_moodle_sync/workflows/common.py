@@ -13,7 +13,6 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.errors import is_configuration_error_type
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.types import SyncConfig
-    from openvle_moodle_sync.models import Role
 
 
 class ActivityOptions(TypedDict):
@@ -37,11 +36,6 @@ async def load_config() -> SyncConfig:
     return await workflow.execute_local_activity_method(
         MoodleSyncActivities.load_sync_config, start_to_close_timeout=timedelta(seconds=10)
     )
-
-
-def role_ids(config: SyncConfig) -> dict[str, int]:
-    """The run's Moodle role id of each OpenVLE role."""
-    return {Role.STUDENT: config.student_role_id, Role.INSTRUCTOR: config.instructor_role_id}
 
 
 def skip_reason(config: SyncConfig, moodle_course_id: int | None) -> str | None:

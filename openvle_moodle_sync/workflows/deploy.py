@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
 
 from . import ids
 from .batch import BATCH_SIZE, BATCHES_AT_ONCE, DeployBatch, sync_participants
-from .common import as_run_failure, load_config, quick, role_ids, skip_reason, slow
+from .common import as_run_failure, load_config, quick, skip_reason, slow
 from .roster import record_roster
 from .types import (
     BatchInput,
@@ -68,7 +68,7 @@ class SyncPlan:
         config = self.config
         return BatchInput(
             event_id=self.event_id, course_id=self.course.id, participants=list(participants),
-            role_ids=role_ids(config), fresh_course=self.course.created,
+            role_ids=config.role_ids, fresh_course=self.course.created,
             role_changes=[p.id for p in participants if p.id in self.role_changes],
             known_users={p.id: self.accounts.known[p.id] for p in participants if p.id in self.accounts.known},
             looked_up=self.accounts.looked_up, match_field=config.match_field, user_auth=config.user_auth,
@@ -174,8 +174,8 @@ class DeployEvent:
         plan = await workflow.execute_activity_method(
             MoodleSyncActivities.plan_deployment,
             PlanInput(course_id=course.id, match_field=config.match_field, keys=[
-                MatchKey(p.id, p.username, p.email, role_ids(config)[p.role]) for p in event.participants
-            ], managed_role_ids=list(role_ids(config).values())),
+                MatchKey(p.id, p.username, p.email, config.role_ids[p.role]) for p in event.participants
+            ], managed_role_ids=list(config.role_ids.values())),
             **slow(config),
         )
         for participant_id, user_id in plan.done.items():
@@ -260,7 +260,7 @@ class DeployEvent:
         if leaving and not held:
             self._set_stage(f"taking away {len(leaving)} people no longer listed")
             try:
-                await withdraw_leavers(course.id, [(entry.user_id, role_ids(config)[entry.role])
+                await withdraw_leavers(course.id, [(entry.user_id, config.role_ids[Role(entry.role)])
                                                    for entry in leaving.values()], config)
             except ActivityError:  # the removals failed (say, a missing function): the adds still count
                 await self._remember(event.id, course, roster, [])

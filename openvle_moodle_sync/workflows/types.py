@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from temporalio import workflow
 
-from openvle_moodle_sync.models import Event, Participant
+from openvle_moodle_sync.models import Event, Participant, Role
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.roster import RosterEntry
@@ -82,7 +82,7 @@ class BatchInput:
     event_id: str
     course_id: int
     participants: list[Participant]
-    role_ids: dict[str, int]
+    role_ids: dict[Role, int]
     fresh_course: bool
     sync_timeout_s: float
     retry_max_interval_s: float

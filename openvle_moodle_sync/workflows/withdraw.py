@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.settings import FUNCTIONS_BY_ACTION, UnenrolAction
 
 from . import summaries
-from .common import quick, role_ids, slow
+from .common import quick, slow
 
 PEOPLE_PER_ACTIVITY = 500
 """People one `withdraw_users` activity takes away (one course read and a few calls each): a few history
@@ -42,7 +42,7 @@ async def withdraw_users(course_id: int, user_ids: Sequence[int], role_id: int, 
         changed += await workflow.execute_activity_method(
             WithdrawActivities.withdraw_users,
             WithdrawUsersInput(course_id=course_id, user_ids=batch, role_id=role_id, action=config.unenrol_action,
-                               managed_role_ids=list(role_ids(config).values()), listed=listed),
+                               managed_role_ids=list(config.role_ids.values()), listed=listed),
             summary=summary and summaries.withdraw(summary.format(n=len(batch)), config.unenrol_action),
             **slow(config))
         if progress:
