@@ -125,3 +125,5 @@ class Message:
     user_id: int
     course_id: int | None
     subject: str
+    address: str = ""
+    """Where it went (the new account's mail names it: an account rolled back after its mail has no id)."""

@@ -141,7 +141,8 @@ def create_users(site: Site, params: dict[str, Any]) -> list[dict[str, Any]]:
             )
             site.add_user(user)
             if createpassword:
-                site.send(Message("newuser", user.id, None, f"{site.site_name}: New user account"))
+                site.mail_now(Message("newuser", user.id, None, f"{site.site_name}: New user account",
+                                      address=user.email))
             created.append({"id": user.id, "username": user.username})
     return created
 

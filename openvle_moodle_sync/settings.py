@@ -106,6 +106,17 @@ class ConfigError(Exception):
     """The configuration is unusable; the message lists each variable and how to fix it."""
 
 
+FIELDS_PER_ITEM = 7
+"""Form fields of the widest coalesced item: an account (username, firstname, lastname, email, auth,
+createpassword or password, idnumber); an enrolment has 3 to 6, a role assignment 4, a look-up value 1."""
+
+BATCH_SIZE_DEFAULT = 100
+"""MOODLE_BATCH_SIZE's default: 100 accounts are 700 form fields plus the call's 3, within PHP's default
+max_input_vars of 1,000 (past it PHP drops fields without a word)."""
+
+BATCH_SIZE_MAX = 1000
+
+
 class Settings(BaseSettings):
     """All settings of the worker, the starter and the CLI."""
 
@@ -138,6 +149,9 @@ class Settings(BaseSettings):
     moodle_student_role_id: int = Field(5, description="Moodle role of students (Student)")
     moodle_max_concurrency: int = Field(
         20, description="Moodle calls one worker keeps in flight at most (its concurrent activities)"
+    )
+    moodle_batch_size: int = Field(
+        BATCH_SIZE_DEFAULT, description="Items (accounts, enrolments, look-up values) per coalesced Moodle call"
     )
     moodle_course_timeout: float = Field(
         600.0, description="Timeout for duplicating or deleting one course, in seconds (large courses are slow)"
@@ -226,6 +240,17 @@ class Settings(BaseSettings):
     def _positive_concurrency(cls, value: int) -> int:
         if not 1 <= value <= 500:
             raise ValueError("must be between 1 and 500, e.g. \"20\"")
+        return value
+
+    @field_validator("moodle_batch_size")
+    @classmethod
+    def _batch_size(cls, value: int) -> int:
+        if not 1 <= value <= BATCH_SIZE_MAX:
+            raise ValueError(
+                f"must be between 1 and {BATCH_SIZE_MAX} items per Moodle call, e.g. \"{BATCH_SIZE_DEFAULT}\"; "
+                f"an account takes up to {FIELDS_PER_ITEM} form fields, and PHP drops the fields past its "
+                f"max_input_vars (1,000 unless Moodle's php.ini raises it): above "
+                f"{(1000 - 3) // FIELDS_PER_ITEM}, raise max_input_vars first")
         return value
 
     @field_validator("moodle_max_removal_percent")

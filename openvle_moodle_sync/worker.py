@@ -64,7 +64,11 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
 
 
 def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Worker:
-    """The worker with every workflow and activity; at most MOODLE_MAX_CONCURRENCY Moodle calls at once."""
+    """The worker with every workflow and activity; at most MOODLE_MAX_CONCURRENCY Moodle calls at once.
+
+    The activities' per-user writes and look-ups made at about the same moment go to Moodle as shared calls
+    of at most MOODLE_BATCH_SIZE items (`moodle.coalesce`)."""
+    moodle = moodle.coalescing(settings.moodle_batch_size)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,

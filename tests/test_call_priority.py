@@ -41,7 +41,7 @@ async def test_a_freed_place_goes_to_the_highest_priority_then_first_come() -> N
 async def test_a_cancelled_waiter_loses_no_place() -> None:
     gate = PriorityGate(1)
     async with gate.hold(3):
-        gone = asyncio.create_task(gate._acquire(2))
+        gone = asyncio.create_task(gate.acquire(2))
         await asyncio.sleep(0)
         gone.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -9,15 +9,27 @@ The token is sent only in the POST body, never in a URL, a log line or an error.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Self, TypedDict, cast
 from urllib.parse import urlencode
 
 import httpx
 
+from .coalesce import (
+    ASSIGN_ROLES,
+    CREATE_USERS,
+    ENROL_USERS,
+    GET_USERS_BY_FIELD,
+    IDLE_WINDOW_S,
+    SENDING_PER_LANE,
+    UNASSIGN_ROLES,
+    UNENROL_USERS,
+    Coalescer,
+)
 from .errors import (
     MoodleConnectionError,
     MoodleResponseError,
@@ -169,6 +181,7 @@ class MoodleClient:
             headers={"Accept": "application/json"},
             transport=transport,
         )
+        self._coalescer: Coalescer | None = None
 
     def __repr__(self) -> str:  # never shows the token
         return f"MoodleClient(url={self.url!r})"
@@ -193,20 +206,26 @@ class MoodleClient:
                    timeout: float | None = None) -> Any:
         """Call one web-service function and return Moodle's decoded JSON answer (may be ``None``).
 
-        Raises a `MoodleError` subclass; its message never holds the token.
+        Waits for a connection in priority order (`gate`). Raises a `MoodleError` subclass; its message
+        never holds the token.
         """
+        async with self._gate.hold():
+            return await self.send(function, params, timeout=timeout)
+
+    async def send(self, function: str, params: Mapping[str, Any] | None = None, *,
+                   timeout: float | None = None) -> Any:
+        """`call` for a caller that holds a place of the client's gate already (the coalescer)."""
         form = [("wstoken", self._token), ("wsfunction", function), ("moodlewsrestformat", "json")]
         form += encode_params(params or {})
         try:
-            async with self._gate.hold():
-                started = time.perf_counter()
-                response = await self._http.post(
-                    self.endpoint,
-                    content=urlencode(form),
-                    headers=_FORM,
-                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                )
-                elapsed_ms = (time.perf_counter() - started) * 1000
+            started = time.perf_counter()
+            response = await self._http.post(
+                self.endpoint,
+                content=urlencode(form),
+                headers=_FORM,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+            elapsed_ms = (time.perf_counter() - started) * 1000
         except httpx.TimeoutException as error:
             raise MoodleTimeoutError(
                 self.url, f"no answer within {timeout or self._timeout:g} s ({type(error).__name__})",
@@ -222,6 +241,34 @@ class MoodleClient:
             raise api_error
         log.debug("moodle %s ok in %.0f ms", function, elapsed_ms)
         return body
+
+    def coalescing(self, batch_size: int, *, window_s: float = IDLE_WINDOW_S,
+                   sending_per_lane: int = SENDING_PER_LANE) -> MoodleClient:
+        """A client on the same connections and gate whose per-item writes and user look-ups made at about
+        the same moment go to Moodle as shared calls of at most ``batch_size`` items (`coalesce`)."""
+        twin = copy.copy(self)
+        twin._own_http = False
+        twin._coalescer = Coalescer(self.send, self._gate, batch_size, window_s=window_s,
+                                    sending_per_lane=sending_per_lane)
+        return twin
+
+    @property
+    def coalescer(self) -> Coalescer | None:
+        return self._coalescer
+
+    async def _items(self, function: str, items: Sequence[Any], key: Hashable, params: Mapping[str, Any]) -> Any:
+        """A call of a function the coalescer knows: shared with others' when coalescing, else alone."""
+        if self._coalescer is None:
+            return await self.call(function, params)
+        return await self._coalescer.submit(function, items, key)
+
+    async def _coalesced(self, function: str, items: Sequence[Mapping[str, Any]], course_field: str,
+                         params: Mapping[str, Any]) -> Any:
+        """A call for one course shares a lane with the course's others; one for several courses goes alone."""
+        courses = {item.get(course_field) for item in items}
+        if len(courses) != 1:
+            return await self.call(function, params)
+        return await self._items(function, items, courses.pop(), params)
 
     def _decode(self, response: httpx.Response, function: str) -> Any:
         status = response.status_code
@@ -332,11 +379,11 @@ class MoodleClient:
 
         Careful: every call, repeats included, sends the student a welcome mail once the course has a
         teacher, and resets suspension and dates."""
-        await self.call("enrol_manual_enrol_users", {"enrolments": enrolments})
+        await self._coalesced(ENROL_USERS, enrolments, "courseid", {"enrolments": enrolments})
 
     async def unenrol_users(self, enrolments: Sequence[Mapping[str, int]]) -> None:
         """Remove enrolments with all their roles (Moodle ignores ``roleid``). Idempotent."""
-        await self.call("enrol_manual_unenrol_users", {"enrolments": enrolments})
+        await self._coalesced(UNENROL_USERS, enrolments, "courseid", {"enrolments": enrolments})
 
     async def get_suspended_user_ids(self, courseid: int) -> set[int]:
         """The users whose enrolment in the course is suspended (their roles are still listed)."""
@@ -351,23 +398,21 @@ class MoodleClient:
     async def assign_roles(self, assignments: Sequence[RoleAssignment]) -> None:
         """Give roles in courses (core_role_assign_roles). Idempotent, sends no mail. Careful: Moodle also
         assigns a role to someone not enrolled, who then holds it without showing as a participant."""
-        await self.call("core_role_assign_roles", {
-            "assignments": [{**a, "contextlevel": "course"} for a in assignments]
-        })
+        items = [{**a, "contextlevel": "course"} for a in assignments]
+        await self._coalesced(ASSIGN_ROLES, items, "instanceid", {"assignments": items})
 
     async def unassign_roles(self, assignments: Sequence[RoleAssignment]) -> None:
         """Take roles away in courses (core_role_unassign_roles); the enrolment stays. Idempotent, no mail."""
-        await self.call("core_role_unassign_roles", {
-            "unassignments": [{**a, "contextlevel": "course"} for a in assignments]
-        })
+        items = [{**a, "contextlevel": "course"} for a in assignments]
+        await self._coalesced(UNASSIGN_ROLES, items, "instanceid", {"unassignments": items})
 
     # --- users -----------------------------------------------------------------------------------------
 
     async def create_users(self, users: Sequence[NewUser]) -> list[dict[str, Any]]:
-        return cast(list[dict[str, Any]], await self.call("core_user_create_users", {"users": users}))
+        return cast(list[dict[str, Any]], await self._items(CREATE_USERS, users, None, {"users": users}))
 
     async def get_users_by_field(self, field: str, values: Sequence[str | int]) -> list[User]:
-        return cast(list[User], await self.call(
-            "core_user_get_users_by_field", {"field": field, "values": list(values)}
+        return cast(list[User], await self._items(
+            GET_USERS_BY_FIELD, values, field, {"field": field, "values": list(values)}
         ))
 

@@ -44,13 +44,14 @@ class PriorityGate:
     @asynccontextmanager
     async def hold(self, priority: int | None = None) -> AsyncIterator[None]:
         """Hold a place for the body of the ``async with``; ``priority`` defaults to `call_priority`."""
-        await self._acquire(call_priority.get() if priority is None else priority)
+        await self.acquire(call_priority.get() if priority is None else priority)
         try:
             yield
         finally:
-            self._release()
+            self.release()
 
-    async def _acquire(self, priority: int) -> None:
+    async def acquire(self, priority: int) -> None:
+        """Take a place (waiting, if none is free, behind every waiter of a lower key); `release` it."""
         if self._free:  # a free place means nobody waits: a release hands its place to a waiter first
             self._free -= 1
             return
@@ -60,10 +61,10 @@ class PriorityGate:
             await granted
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled():  # granted, then cancelled: pass the place on
-                self._release()
+                self.release()
             raise
 
-    def _release(self) -> None:
+    def release(self) -> None:
         while self._waiting:
             _, _, granted = heapq.heappop(self._waiting)
             if not granted.done():  # a cancelled waiter's future is done: skip it
