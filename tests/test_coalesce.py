@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync.moodle import InvalidParameterError, InvalidTokenError, MoodleClient, MoodlePHPError
+from openvle_moodle_sync.moodle.client import NewUser
 from openvle_moodle_sync.moodle.coalesce import CREATE_USERS, ENROL_USERS, GET_USERS_BY_FIELD, moodle_accepts_email
 from openvle_moodle_sync.moodle.gate import call_priority
 from openvle_moodle_sync.settings import ConfigError
@@ -21,11 +22,11 @@ from .conftest import make_settings, moodle_for
 STUDENT = 5
 
 
-def person(name: str, *, mailed: bool = False, **extra: Any) -> dict[str, Any]:
+def person(name: str, *, mailed: bool = False, **extra: Any) -> NewUser:
     account: dict[str, Any] = {"username": name, "firstname": name.capitalize(), "lastname": "Person",
                                "email": f"{name}@example.com", "auth": "manual"}
     account.update({"createpassword": 1} if mailed else {"password": "Passw0rd-1!"})
-    return {**account, **extra}
+    return cast(NewUser, {**account, **extra})
 
 
 def calls(fake: FakeMoodle, function: str) -> list[dict[str, Any]]:
@@ -119,7 +120,7 @@ async def test_an_account_moodle_holds_already_is_sent_alone_and_nobody_is_maile
         fake: FakeMoodle, direct: MoodleClient) -> None:
     await direct.create_users([person("taken", email="someone@example.com")])
     moodle = coalescing(direct)
-    wanted = [person(f"m{i}", mailed=True) for i in range(5)]
+    wanted: list[NewUser] = [person(f"m{i}", mailed=True) for i in range(5)]
     wanted.insert(2, person("taken", mailed=True))  # created meanwhile, by a parallel run say
     wanted.insert(4, person("oddcase", mailed=True, email="SOMEONE@example.com"))  # address held in another case
     wanted.insert(5, person("noname", mailed=True, firstname=" "))
