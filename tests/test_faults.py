@@ -41,7 +41,10 @@ async def test_every_write_losing_its_response_converges(client: Client, fake: F
     fake.faults.lose_next = {fn: 3 for fn in WRITES}
     result = await (await starter.deploy_event(client, event, settings=settings)).result()
 
-    assert sum(1 for c in fake.calls if c.lost) == 1 + 1 + 3 + 3  # duplicate, rename, 3 creates, 3 enrols
+    # The first three calls of each write lost their answer (accounts and enrolments go several a call).
+    made = Counter(c.function for c in fake.calls)
+    assert Counter(c.function for c in fake.calls if c.lost) == {f: min(3, made[f]) for f in WRITES if made[f]}
+    assert made["core_user_create_users"] and made["enrol_manual_enrol_users"] > 1
     state = moodle_state(fake, result.course_id, event)
     assert state["courses"] == [event["slug"]]  # one course, no leftover copy
     assert all(n == 1 for n in state["accounts"].values()) and len(state["accounts"]) == 8
@@ -64,7 +67,9 @@ async def test_lost_responses_at_scale_same_end_state(client: Client, settings: 
             result = await handle.result()
             states.append(moodle_state(fake, result.course_id, event))
             if rate:
-                assert sum(1 for c in fake.calls if c.lost) >= 30
+                # Writes are coalesced (many participants a call): count the participants whose write was lost.
+                assert sum(len(c.params.get("users") or c.params.get("enrolments") or [None])
+                           for c in fake.calls if c.lost) >= 30
     assert states[0]["enrolments"] == states[1]["enrolments"]
     assert states[0]["accounts"] == states[1]["accounts"]
     assert states[0]["newuser_mails"].keys() == states[1]["newuser_mails"].keys()
@@ -260,7 +265,8 @@ async def test_lost_instructor_enrolments_send_no_second_welcome(client: Client,
     event = make_event(fake, participants=4, instructors=4)
     fake.faults.lose_next = {"enrol_manual_enrol_users": 4}
     result = await (await starter.deploy_event(client, event, settings=settings)).result()
-    assert sum(1 for c in fake.calls if c.lost) == 4
+    enrols = [c for c in fake.calls if c.function == "enrol_manual_enrol_users"]
+    assert sum(1 for c in enrols if c.lost) == min(4, len(enrols))  # several instructors a call when coalesced
     assert all(e.roles == {3} for e in fake.site.enrolled(result.course_id).values())
     welcomed = Counter(m.user_id for m in fake.site.messages if m.kind == "welcome")
     assert sorted(welcomed.values()) == [1, 1, 1]
