@@ -63,6 +63,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import moodle_load  # noqa: E402  (beside this script)
 import psutil  # noqa: E402
 from temporalio.api.enums.v1 import EventType as E  # noqa: E402
 from temporalio.api.enums.v1 import TaskQueueType  # noqa: E402
@@ -595,7 +596,10 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     profiler.start(worker, "deploy")
     if not real:
         profiler.start(side.proc, "deploy")
+    lab_cpu = moodle_load.LabCpu.find(args.moodle_lab_dir) if real else None
+    moodle_cpu = lab_cpu.seconds() if lab_cpu else None
     deploy_s, result = await timed(lambda: _deploy(client, pop, settings, result_runs), args.timeout)
+    out["moodle_cpu_s"] = round(lab_cpu.seconds() - moodle_cpu, 3) if lab_cpu and moodle_cpu is not None else None
     profiler.stop()
     out["deploy_cpu_s"] = cpu.result()
     after = await side.counters(pop)
@@ -704,6 +708,21 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         out["saturation_peak_in_flight"] = after["peak"]
         if not real:
             sat_side.proc.stop()
+
+    if real and args.batched_anchor:
+        say("the same event by a script of batched calls ...")
+        anchor_pop = make_population(f"a{run_id}", n, template_id)
+
+        async def calls_so_far() -> int:
+            return sum((await side.counters())["calls"].values())
+
+        async with side.client(settings) as moodle:
+            await precreate(moodle, anchor_pop)
+            figures, course_id = await moodle_load.batched_anchor(
+                moodle, anchor_pop.event, lab_cpu, instructor_role=settings.moodle_instructor_role_id,
+                student_role=settings.moodle_student_role_id, calls=calls_so_far)
+        courses_made.append(course_id)
+        out.update(figures)
 
     if real and not args.keep_courses:
         say(f"deleting the benchmark's courses {courses_made} ...")
@@ -820,6 +839,7 @@ def ratios(out: dict[str, Any]) -> None:
     out["rerun_vs_deploy"] = ratio("rerun_s", "deploy_s")
     out["plan_vs_deploy"] = ratio("plan_s", "deploy_s")
     out["deploy_vs_saturation"] = ratio("deploy_s", "moodle_saturation_s")
+    out.update(moodle_load.anchor_ratios(out))
     checks: dict[str, Any] = {
         "deploy_ok": out["deploy_ok"] and out["rerun_ok"],
         "deploy_vs_sequential<=0.1": _le(out["deploy_vs_sequential"], 0.1),
@@ -833,6 +853,9 @@ def ratios(out: dict[str, Any]) -> None:
     }
     if out["latency_ms"] is None:
         checks["deploy_vs_saturation<=1.3"] = _le(out["deploy_vs_saturation"], 1.3)
+    if out.get("anchor_s"):
+        checks["moodle_cpu_vs_anchor<=1.5"] = _le(out["moodle_cpu_vs_anchor"], 1.5)
+        checks["deploy_vs_anchor<=1"] = _le(out["deploy_vs_anchor"], 1.0)
     if "small_beside_s" in out:
         checks["small_beside_vs_alone<=2"] = _le(out["small_beside_vs_alone"], 2.0)
         checks["large_growth<=0.1"] = _le(out["large_growth"], 0.1)
@@ -944,6 +967,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="rounds of a large event alone and one beside the small ones (default 1; medians compared)")
     p.add_argument("--beside-delay", type=float, default=3.0,
                    help="seconds between the start of the large event and the small one (default 3)")
+    moodle_load.add_arguments(p)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds each phase may take")
     p.add_argument("--profile", default=None, help="directory for py-spy profiles of the workers (raw stacks)")
     p.add_argument("--workdir", default=None, help="keep the logs and the Temporal database here")
