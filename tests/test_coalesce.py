@@ -13,7 +13,13 @@ import pytest
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync.moodle import InvalidParameterError, InvalidTokenError, MoodleClient, MoodlePHPError
 from openvle_moodle_sync.moodle.client import NewUser
-from openvle_moodle_sync.moodle.coalesce import CREATE_USERS, ENROL_USERS, GET_USERS_BY_FIELD, moodle_accepts_email
+from openvle_moodle_sync.moodle.coalesce import (
+    CREATE_USERS,
+    ENROL_USERS,
+    GET_USERS_BY_FIELD,
+    MAILING_CREATE_BATCH,
+    moodle_accepts_email,
+)
 from openvle_moodle_sync.moodle.gate import call_priority
 from openvle_moodle_sync.settings import ConfigError
 
@@ -140,6 +146,16 @@ async def test_the_same_account_twice_never_shares_a_call(fake: FakeMoodle, dire
                                    moodle.create_users([person("twin", mailed=True)]), return_exceptions=True)
     assert [type(r) for r in results] == [list, list, InvalidParameterError]
     assert mails_per_address(fake) == Counter({"twin@example.com": 1, "other@example.com": 1})
+
+
+async def test_accounts_moodle_mails_are_screened_once_and_created_a_few_a_call(
+        fake: FakeMoodle, direct: MoodleClient) -> None:
+    """A call that fails midway has mailed the accounts before the failure: such calls stay small."""
+    moodle = coalescing(direct)
+    await asyncio.gather(*(moodle.create_users([person(f"m{i:02d}", mailed=True)]) for i in range(12)))
+    assert [len(c["users"]) for c in calls(fake, CREATE_USERS)] == [MAILING_CREATE_BATCH] * 2 + [2]
+    assert [c["field"] for c in calls(fake, GET_USERS_BY_FIELD)] == ["username", "email"]  # one screening
+    assert set(mails_per_address(fake).values()) == {1} and len(mails_per_address(fake)) == 12
 
 
 def test_moodles_email_check() -> None:

@@ -55,10 +55,12 @@ IDLE_WINDOW_S = 0.004
 SENDING_PER_LANE = 2
 """Calls of one lane in flight at once; what arrives meanwhile goes in the next call."""
 
-MAILING_CREATE_BATCH = 20
-"""Accounts per core_user_create_users call when Moodle mails their passwords (createpassword): Moodle
-mails each account as it creates it, so a database failure in the middle of a call rolls back accounts
-already mailed. Five calls for a hundred accounts instead of one; a failure can roll back at most 19."""
+MAILING_CREATE_BATCH = 5
+"""Accounts per core_user_create_users call when Moodle mails their passwords (createpassword). Moodle mails
+each account as it creates it, so a call that fails in its middle (Moodle's database gone, say) has mailed
+the accounts before it and rolled them back: their retry mails them again. Per call that is at most 4, and a
+lane has at most `SENDING_PER_LANE` such calls in flight (the calls of one screened batch go one after the
+other), about what one call per account exposed at MOODLE_MAX_CONCURRENCY calls in flight."""
 
 CREATE_USERS = "core_user_create_users"
 ENROL_USERS = "enrol_manual_enrol_users"
@@ -161,6 +163,19 @@ def _account_keys(item: Mapping[str, Any]) -> tuple[str, str]:
     return str(item.get("username", "")).lower(), str(item.get("email", "")).lower()
 
 
+def _chunks(requests: list[_Request], items: int) -> list[list[_Request]]:
+    """Consecutive groups of requests of at most ``items`` items each (a larger request alone)."""
+    groups: list[list[_Request]] = []
+    size = 0
+    for request in requests:
+        if not groups or size + len(request.items) > items:
+            groups.append([])
+            size = 0
+        groups[-1].append(request)
+        size += len(request.items)
+    return groups
+
+
 @dataclass(eq=False)
 class _Lane:
     function: _Function
@@ -240,8 +255,6 @@ class Coalescer:
     def _take(self, lane: _Lane) -> list[_Request]:
         """The next call's requests: highest priority first, then first come, up to the batch size."""
         limit = self.batch_size
-        if any(mails_passwords(lane.function.name, r.items) for r in lane.pending):
-            limit = min(limit, MAILING_CREATE_BATCH)
         accounts = set(lane.in_flight_accounts) if lane.function.name == CREATE_USERS else None
         batch: list[_Request] = []
         size = 0
@@ -267,7 +280,7 @@ class Coalescer:
         try:
             if mails_passwords(lane.function.name, [i for r in batch for i in r.items]) and len(batch) > 1:
                 clean, at_risk = await self._screen_accounts(batch)
-                groups = ([clean] if clean else []) + [[r] for r in at_risk]
+                groups = [*_chunks(clean, MAILING_CREATE_BATCH), *([r] for r in at_risk)]
             else:
                 groups = [batch]
             for group in groups:
