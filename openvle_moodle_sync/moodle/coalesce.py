@@ -62,6 +62,10 @@ the accounts before it and rolled them back: their retry mails them again. Per c
 lane has at most `SENDING_PER_LANE` such calls in flight (the calls of one screened batch go one after the
 other), about what one call per account exposed at MOODLE_MAX_CONCURRENCY calls in flight."""
 
+SCREENING_CALLS = 2
+"""Look-ups that screen accounts Moodle will mail (by username, by email): a batch of at most 3 is sent one
+account a call instead, which costs no more."""
+
 CREATE_USERS = "core_user_create_users"
 ENROL_USERS = "enrol_manual_enrol_users"
 UNENROL_USERS = "enrol_manual_unenrol_users"
@@ -278,9 +282,13 @@ class Coalescer:
 
     async def _deliver(self, lane: _Lane, batch: list[_Request]) -> None:
         try:
+            items = sum(len(r.items) for r in batch)
             if mails_passwords(lane.function.name, [i for r in batch for i in r.items]) and len(batch) > 1:
-                clean, at_risk = await self._screen_accounts(batch)
-                groups = [*_chunks(clean, MAILING_CREATE_BATCH), *([r] for r in at_risk)]
+                if items <= SCREENING_CALLS + 1:  # one call each costs no more than screening them
+                    groups = [[r] for r in batch]
+                else:
+                    clean, at_risk = await self._screen_accounts(batch)
+                    groups = [*_chunks(clean, MAILING_CREATE_BATCH), *([r] for r in at_risk)]
             else:
                 groups = [batch]
             for group in groups:
