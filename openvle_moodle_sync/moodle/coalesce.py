@@ -55,12 +55,24 @@ IDLE_WINDOW_S = 0.004
 SENDING_PER_LANE = 2
 """Calls of one lane in flight at once; what arrives meanwhile goes in the next call."""
 
+QUIET_S = 0.03
+LINGER_S = 0.3
+"""When company arrived during the window, a lane goes on waiting while more keeps arriving (no gap over
+QUIET_S), at most LINGER_S in all: activities reach a worker one task at a time, and a deployment's enrolments
+trickle in as its accounts are made. A lone call never lingers."""
+
 MAILING_CREATE_BATCH = 5
 """Accounts per core_user_create_users call when Moodle mails their passwords (createpassword). Moodle mails
 each account as it creates it, so a call that fails in its middle (Moodle's database gone, say) has mailed
 the accounts before it and rolled them back: their retry mails them again. Per call that is at most 4, and a
-lane has at most `SENDING_PER_LANE` such calls in flight (the calls of one screened batch go one after the
-other), about what one call per account exposed at MOODLE_MAX_CONCURRENCY calls in flight."""
+lane has at most `SENDING_PER_LANE` x `MAILING_STREAMS` such calls in flight."""
+
+MAILING_SCREENED = 40
+"""Accounts screened together (and so sent by one batch) when Moodle mails them: their calls take a while
+(Moodle mails one account after another), and the activities wait for them within MOODLE_SYNC_TIMEOUT."""
+
+MAILING_STREAMS = 2
+"""Calls of one screened batch in flight at once, on connections free at that moment."""
 
 SCREENING_CALLS = 2
 """Look-ups that screen accounts Moodle will mail (by username, by email): a batch of at most 3 is sent one
@@ -202,13 +214,16 @@ class Coalescer:
     coalesced and direct calls share MOODLE_MAX_CONCURRENCY and the priority order)."""
 
     def __init__(self, send: Sender, gate: PriorityGate, batch_size: int, *,
-                 window_s: float = IDLE_WINDOW_S, sending_per_lane: int = SENDING_PER_LANE) -> None:
+                 window_s: float = IDLE_WINDOW_S, sending_per_lane: int = SENDING_PER_LANE,
+                 quiet_s: float = QUIET_S, linger_s: float = LINGER_S) -> None:
         if batch_size < 1:
             raise ValueError("a batch holds at least one item")
         self._send = send
         self._gate = gate
         self.batch_size = batch_size
         self._window_s = window_s
+        self._quiet_s = quiet_s
+        self._linger_s = linger_s
         self._sending_per_lane = sending_per_lane
         self._lanes: dict[tuple[str, Hashable], _Lane] = {}
         self._arrival = itertools.count()
@@ -233,7 +248,7 @@ class Coalescer:
     async def _pump(self, lane: _Lane) -> None:
         try:
             while lane.waiting():
-                await asyncio.sleep(self._window_s)  # company for the first, or the next, call
+                await self._gather(lane)
                 while lane.sending >= self._sending_per_lane:
                     lane.freed.clear()
                     await lane.freed.wait()
@@ -256,9 +271,21 @@ class Coalescer:
             if not lane.sending and not lane.pending:
                 self._lanes.pop((lane.function.name, lane.key), None)
 
+    async def _gather(self, lane: _Lane) -> None:
+        """Wait the window for company, and longer while company keeps coming (see `LINGER_S`)."""
+        arrived = len(lane.waiting())
+        await asyncio.sleep(self._window_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._linger_s
+        while arrived < len(lane.waiting()) < self.batch_size and loop.time() < deadline:
+            arrived = len(lane.pending)
+            await asyncio.sleep(min(self._quiet_s, max(0.0, deadline - loop.time())))
+
     def _take(self, lane: _Lane) -> list[_Request]:
         """The next call's requests: highest priority first, then first come, up to the batch size."""
         limit = self.batch_size
+        if any(mails_passwords(lane.function.name, r.items) for r in lane.pending):
+            limit = min(limit, MAILING_SCREENED)
         accounts = set(lane.in_flight_accounts) if lane.function.name == CREATE_USERS else None
         batch: list[_Request] = []
         size = 0
@@ -291,8 +318,7 @@ class Coalescer:
                     groups = [*_chunks(clean, MAILING_CREATE_BATCH), *([r] for r in at_risk)]
             else:
                 groups = [batch]
-            for group in groups:
-                await self._answer(lane, group)
+            await self._answer_all(lane, groups)
         except asyncio.CancelledError:  # the worker is stopping
             for request in batch:
                 request.future.cancel()
@@ -311,6 +337,25 @@ class Coalescer:
                 lane.pump = asyncio.create_task(self._pump(lane), name=f"coalesce {lane.function.name}")
             elif lane.pump is None and not lane.sending:
                 self._lanes.pop((lane.function.name, lane.key), None)
+
+    async def _answer_all(self, lane: _Lane, groups: list[list[_Request]]) -> None:
+        """Send the groups one after another on the batch's connection, or a few at once on connections that
+        are free now (never waiting for one: the batch holds one already)."""
+        if len(groups) == 1:
+            await self._answer(lane, groups[0])
+            return
+        todo = list(reversed(groups))
+
+        async def stream(extra: bool) -> None:
+            try:
+                while todo:
+                    await self._answer(lane, todo.pop())
+            finally:
+                if extra:
+                    self._gate.release()
+
+        extra = sum(1 for _ in range(min(MAILING_STREAMS, len(groups)) - 1) if self._gate.try_acquire())
+        await asyncio.gather(stream(False), *(stream(True) for _ in range(extra)))
 
     async def _call(self, function: str, params: Mapping[str, Any]) -> Any:
         self.calls += 1

@@ -64,6 +64,13 @@ class PriorityGate:
                 self.release()
             raise
 
+    def try_acquire(self) -> bool:
+        """Take a free place if there is one, without waiting; `release` it."""
+        if self._free:
+            self._free -= 1
+            return True
+        return False
+
     def release(self) -> None:
         while self._waiting:
             _, _, granted = heapq.heappop(self._waiting)
