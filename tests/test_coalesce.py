@@ -109,6 +109,21 @@ async def test_a_lone_call_waits_only_the_window_and_later_ones_join_the_next_ca
     assert [[u["username"] for u in c["users"]] for c in calls(fake, CREATE_USERS)] == [["early", "within"], ["late"]]
 
 
+async def test_calls_that_keep_coming_wait_for_each_other_a_while(fake: FakeMoodle, direct: MoodleClient) -> None:
+    moodle = coalescing(direct, window_s=0.005, quiet_s=0.1, linger_s=0.6)
+    course = await a_course(direct, fake)
+    users = [u["id"] for u in await direct.create_users([person(f"s{i}") for i in range(6)])]
+
+    async def enrol(user_id: int, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        await moodle.enrol_users([{"roleid": STUDENT, "userid": user_id, "courseid": course}])
+
+    # One every 40 ms, as a deployment's enrolments reach a worker: the first goes alone (nothing came before
+    # it), the others wait for each other up to the linger.
+    await asyncio.gather(*(enrol(u, i * 0.04) for i, u in enumerate(users)))
+    assert [len(c["enrolments"]) for c in calls(fake, ENROL_USERS)] == [1, 5]
+
+
 async def test_a_bad_item_fails_alone_and_the_others_are_written(fake: FakeMoodle, direct: MoodleClient) -> None:
     moodle = coalescing(direct)
     course = await a_course(direct, fake)

@@ -25,6 +25,8 @@ from .coalesce import (
     ENROL_USERS,
     GET_USERS_BY_FIELD,
     IDLE_WINDOW_S,
+    LINGER_S,
+    QUIET_S,
     SENDING_PER_LANE,
     UNASSIGN_ROLES,
     UNENROL_USERS,
@@ -242,14 +244,14 @@ class MoodleClient:
         log.debug("moodle %s ok in %.0f ms", function, elapsed_ms)
         return body
 
-    def coalescing(self, batch_size: int, *, window_s: float = IDLE_WINDOW_S,
-                   sending_per_lane: int = SENDING_PER_LANE) -> MoodleClient:
+    def coalescing(self, batch_size: int, *, window_s: float = IDLE_WINDOW_S, sending_per_lane: int = SENDING_PER_LANE,
+                   quiet_s: float = QUIET_S, linger_s: float = LINGER_S) -> MoodleClient:
         """A client on the same connections and gate whose per-item writes and user look-ups made at about
         the same moment go to Moodle as shared calls of at most ``batch_size`` items (`coalesce`)."""
         twin = copy.copy(self)
         twin._own_http = False
         twin._coalescer = Coalescer(self.send, self._gate, batch_size, window_s=window_s,
-                                    sending_per_lane=sending_per_lane)
+                                    sending_per_lane=sending_per_lane, quiet_s=quiet_s, linger_s=linger_s)
         return twin
 
     @property

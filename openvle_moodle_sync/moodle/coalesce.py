@@ -6,11 +6,12 @@ participant cost Moodle several times what a script with batched calls costs. Th
 make at about the same moment go to Moodle as one call:
 
 - A *lane* gathers the calls of one function (and one course for enrolments and roles, one field for
-  look-ups). Its pump waits `IDLE_WINDOW_S` for company, then takes a connection from the client's
-  `PriorityGate` at the priority of its best waiting call, and sends the waiting calls, highest priority
-  first, as one call of at most MOODLE_BATCH_SIZE items. At most `SENDING_PER_LANE` calls of a lane are in
-  flight: what arrives meanwhile waits for one of them to end and goes in the next call, so a busy lane
-  makes large calls and an idle one answers a single call within a few milliseconds.
+  look-ups). Its pump waits `IDLE_WINDOW_S` for company (longer while calls keep coming, `LINGER_S`), then
+  takes a connection from the client's `PriorityGate` at the priority of its best waiting call, and sends
+  the waiting calls, highest priority first, as one call of at most MOODLE_BATCH_SIZE items. At most
+  `SENDING_PER_LANE` calls of a lane are in flight: what arrives meanwhile waits for one of them to end and
+  goes in the next call, so a busy lane makes large calls and an idle one answers a single call within a
+  few milliseconds.
 - Each caller gets its own items' answer, or the error: an error of the whole call (a connection, the
   token, Moodle's database) goes to every caller in it; an error that one item can cause (Moodle rejected a
   value) is isolated by sending the items again in smaller calls, until the bad item fails alone.
@@ -22,8 +23,8 @@ were mailed and rolled back (seen on the lab). Such calls are therefore shaped s
 alone: accounts are checked first (blank names, Moodle's email syntax, the same username or address twice
 in one call or in a call in flight; the usernames and addresses Moodle already holds, asked in the same
 connection just before), and anything at risk goes in a call of its own, where it fails before any mail,
-as it did before coalescing. They are also kept small (`MAILING_CREATE_BATCH`), which bounds what a database
-failure in the middle of one can roll back after mailing. Enrolment welcome mails go through Moodle's
+as it did before coalescing. They are also kept small and few at once (`MAILING_CREATE_BATCH`), which bounds
+what a database failure in the middle of them can roll back after mailing. Enrolment welcome mails go through Moodle's
 message API, which holds them until the transaction commits: a failed enrolment call mails nobody.
 """
 
@@ -33,6 +34,7 @@ import asyncio
 import itertools
 import logging
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -55,11 +57,11 @@ IDLE_WINDOW_S = 0.004
 SENDING_PER_LANE = 2
 """Calls of one lane in flight at once; what arrives meanwhile goes in the next call."""
 
-QUIET_S = 0.03
-LINGER_S = 0.3
-"""When company arrived during the window, a lane goes on waiting while more keeps arriving (no gap over
-QUIET_S), at most LINGER_S in all: activities reach a worker one task at a time, and a deployment's enrolments
-trickle in as its accounts are made. A lone call never lingers."""
+QUIET_S = 0.1
+LINGER_S = 1.0
+"""While calls keep coming to a lane (the one before the last came less than LINGER_S ago, the last less than
+QUIET_S ago), it goes on waiting, at most LINGER_S in all: activities reach a worker one task at a time, and a
+deployment's enrolments trickle in as its accounts are made. A lone call does not linger."""
 
 MAILING_CREATE_BATCH = 5
 """Accounts per core_user_create_users call when Moodle mails their passwords (createpassword). Moodle mails
@@ -67,11 +69,11 @@ each account as it creates it, so a call that fails in its middle (Moodle's data
 the accounts before it and rolled them back: their retry mails them again. Per call that is at most 4, and a
 lane has at most `SENDING_PER_LANE` x `MAILING_STREAMS` such calls in flight."""
 
-MAILING_SCREENED = 40
+MAILING_SCREENED = 50
 """Accounts screened together (and so sent by one batch) when Moodle mails them: their calls take a while
 (Moodle mails one account after another), and the activities wait for them within MOODLE_SYNC_TIMEOUT."""
 
-MAILING_STREAMS = 2
+MAILING_STREAMS = 1
 """Calls of one screened batch in flight at once, on connections free at that moment."""
 
 SCREENING_CALLS = 2
@@ -201,6 +203,8 @@ class _Lane:
     pump: asyncio.Task[None] | None = None
     freed: asyncio.Event = field(default_factory=asyncio.Event)
     in_flight_accounts: set[str] = field(default_factory=set)
+    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=2))
+    """When the last two calls came: a lane lingers only while calls come one after another."""
 
     def waiting(self) -> list[_Request]:
         self.pending = [r for r in self.pending if r.waiting]
@@ -235,10 +239,12 @@ class Coalescer:
         """The answer to ``items`` as if they had been sent alone (for look-ups: the users matching them)."""
         lane = self._lanes.get((function, key))
         if lane is None:
+            self._forget_idle_lanes()
             lane = self._lanes[(function, key)] = _Lane(FUNCTIONS[function], key)
         request = _Request(list(items), call_priority.get(), next(self._arrival),
                            asyncio.get_running_loop().create_future())
         lane.pending.append(request)
+        lane.arrivals.append(asyncio.get_running_loop().time())
         if lane.pump is None:
             lane.pump = asyncio.create_task(self._pump(lane), name=f"coalesce {function} {key}")
         return await request.future  # cancelled: the future is too, and the lane skips it
@@ -268,18 +274,25 @@ class Coalescer:
                 task.add_done_callback(self._delivering.discard)
         finally:
             lane.pump = None
-            if not lane.sending and not lane.pending:
-                self._lanes.pop((lane.function.name, lane.key), None)
+
+    def _forget_idle_lanes(self) -> None:
+        """Drop the lanes nobody used for a while (one per course: a worker's life sees many)."""
+        since = asyncio.get_running_loop().time() - self._linger_s
+        for key, lane in list(self._lanes.items()):
+            if lane.pump is None and not lane.sending and not lane.pending and lane.arrivals[-1] < since:
+                del self._lanes[key]
 
     async def _gather(self, lane: _Lane) -> None:
         """Wait the window for company, and longer while company keeps coming (see `LINGER_S`)."""
-        arrived = len(lane.waiting())
         await asyncio.sleep(self._window_s)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._linger_s
-        while arrived < len(lane.waiting()) < self.batch_size and loop.time() < deadline:
-            arrived = len(lane.pending)
-            await asyncio.sleep(min(self._quiet_s, max(0.0, deadline - loop.time())))
+        while len(lane.waiting()) < self.batch_size and loop.time() < deadline:
+            now = loop.time()
+            streaming = len(lane.arrivals) == 2 and lane.arrivals[0] > now - self._linger_s
+            if not streaming or lane.arrivals[-1] < now - self._quiet_s:  # a lone call, or company stopped
+                return
+            await asyncio.sleep(min(self._quiet_s, max(0.0, deadline - loop.time())) / 2)
 
     def _take(self, lane: _Lane) -> list[_Request]:
         """The next call's requests: highest priority first, then first come, up to the batch size."""
@@ -335,8 +348,6 @@ class Coalescer:
             lane.freed.set()
             if lane.pump is None and lane.waiting():
                 lane.pump = asyncio.create_task(self._pump(lane), name=f"coalesce {lane.function.name}")
-            elif lane.pump is None and not lane.sending:
-                self._lanes.pop((lane.function.name, lane.key), None)
 
     async def _answer_all(self, lane: _Lane, groups: list[list[_Request]]) -> None:
         """Send the groups one after another on the batch's connection, or a few at once on connections that
