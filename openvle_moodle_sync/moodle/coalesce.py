@@ -57,7 +57,7 @@ IDLE_WINDOW_S = 0.004
 SENDING_PER_LANE = 2
 """Calls of one lane in flight at once; what arrives meanwhile goes in the next call."""
 
-QUIET_S = 0.1
+QUIET_S = 0.25
 LINGER_S = 1.0
 """While calls keep coming to a lane (the one before the last came less than LINGER_S ago, the last less than
 QUIET_S ago), it goes on waiting, at most LINGER_S in all: activities reach a worker one task at a time, and a
