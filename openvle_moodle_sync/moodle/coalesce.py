@@ -58,22 +58,19 @@ SENDING_PER_LANE = 2
 """Calls of one lane in flight at once; what arrives meanwhile goes in the next call."""
 
 QUIET_S = 0.25
-LINGER_S = 1.0
+LINGER_S = 1.5
 """While calls keep coming to a lane (the one before the last came less than LINGER_S ago, the last less than
 QUIET_S ago), it goes on waiting, at most LINGER_S in all: activities reach a worker one task at a time, and a
 deployment's enrolments trickle in as its accounts are made. A lone call does not linger."""
 
-MAILING_CREATE_BATCH = 5
+MAILING_CREATE_BATCH = 10
 """Accounts per core_user_create_users call when Moodle mails their passwords (createpassword). Moodle mails
 each account as it creates it, so a call that fails in its middle (Moodle's database gone, say) has mailed
-the accounts before it and rolled them back: their retry mails them again. Per call that is at most 4, and a
-lane has at most `SENDING_PER_LANE` x `MAILING_STREAMS` such calls in flight."""
+the accounts before it and rolled them back: their retry mails them again, at most 9 per call. A worker has
+at most `MAILING_STREAMS` such calls in flight: the accounts screened together go in calls of this size, two
+at a time, and the next screening waits for them (N=1000 on the simulator: 50 calls for 500 accounts)."""
 
-MAILING_SCREENED = 50
-"""Accounts screened together (and so sent by one batch) when Moodle mails them: their calls take a while
-(Moodle mails one account after another), and the activities wait for them within MOODLE_SYNC_TIMEOUT."""
-
-MAILING_STREAMS = 1
+MAILING_STREAMS = 2
 """Calls of one screened batch in flight at once, on connections free at that moment."""
 
 SCREENING_CALLS = 2
@@ -255,7 +252,7 @@ class Coalescer:
         try:
             while lane.waiting():
                 await self._gather(lane)
-                while lane.sending >= self._sending_per_lane:
+                while lane.sending >= (1 if self._mailing(lane) else self._sending_per_lane):
                     lane.freed.clear()
                     await lane.freed.wait()
                 if not lane.waiting():
@@ -274,6 +271,11 @@ class Coalescer:
                 task.add_done_callback(self._delivering.discard)
         finally:
             lane.pump = None
+
+    @staticmethod
+    def _mailing(lane: _Lane) -> bool:
+        return lane.function.name == CREATE_USERS and any(mails_passwords(CREATE_USERS, r.items)
+                                                          for r in lane.pending)
 
     def _forget_idle_lanes(self) -> None:
         """Drop the lanes nobody used for a while (one per course: a worker's life sees many)."""
@@ -297,8 +299,6 @@ class Coalescer:
     def _take(self, lane: _Lane) -> list[_Request]:
         """The next call's requests: highest priority first, then first come, up to the batch size."""
         limit = self.batch_size
-        if any(mails_passwords(lane.function.name, r.items) for r in lane.pending):
-            limit = min(limit, MAILING_SCREENED)
         accounts = set(lane.in_flight_accounts) if lane.function.name == CREATE_USERS else None
         batch: list[_Request] = []
         size = 0
