@@ -44,7 +44,10 @@ class FakeMoodle:
         template_fullname: str = "Demo Template",
         template_summary: str = "Template course for the demo",
         extended_token: str | None = None,
+        max_input_vars: int = 1000,
     ) -> None:
+        self.max_input_vars = max_input_vars
+        """PHP's max_input_vars (its default): the form fields past it are dropped before Moodle sees them."""
         self.site = Site(
             site_name=site_name,
             site_url=site_url,
@@ -153,7 +156,7 @@ class FakeMoodle:
     async def _rest(self, scope: Scope, body: bytes, send: Send) -> None:
         pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-        raw = parse_form(pairs)
+        raw = parse_form(pairs[:self.max_input_vars])  # PHP drops the rest, silently
         function = str(raw.get("wsfunction", ""))
         token = raw.get("wstoken")
         as_json = raw.get("moodlewsrestformat") == "json"

@@ -289,3 +289,23 @@ async def test_students_restored_after_an_archive_are_the_services_again(client:
         result = await (await starter.deploy_event(client, rest, settings=settings)).result()
         assert [r.participant_id for r in result.removed] == ["p-1"]
         assert withdrawn_in_moodle(fake, course_id, user_id, action)
+
+
+@pytest.mark.parametrize("action", ["unenrol", "suspend", "remove_roles"])
+async def test_archive_of_many_students_stays_within_phps_form_field_limit(client: Client, fake: FakeMoodle,
+                                                                          action: str) -> None:
+    """The simulator drops the form fields past PHP's default max_input_vars (1,000), as PHP does, silently:
+    every student of an archive of 600 is still taken away, so no call was cut short."""
+    settings = settings_for(action)
+    async with running_worker(client, settings, fake):
+        event = make_event(fake, participants=600, instructors=1)
+        course_id = (await (await starter.deploy_event(client, event, settings=settings)).result()).course_id or 0
+        archived = await (await starter.archive_event(client, event, settings=settings)).result()
+    assert archived.students_withdrawn == 599
+    enrolled = fake.site.enrolled(course_id)
+    if action == "unenrol":
+        assert len(enrolled) == 1
+    elif action == "suspend":
+        assert sum(1 for e in enrolled.values() if e.suspended) == 599
+    else:
+        assert sum(1 for e in enrolled.values() if not e.roles) == 599

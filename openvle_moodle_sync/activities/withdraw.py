@@ -32,11 +32,15 @@ from .types import UnenrolInput, WithdrawInput, WithdrawResult, WithdrawUsersInp
 
 log = logging.getLogger("activities")
 
-WITHDRAW_BATCH = 500
-"""People per write call: 5 form fields each, far below PHP's max_input_vars."""
+FORM_FIELDS_PER_CALL = 900
+"""PHP drops the form fields of a request past its max_input_vars (1,000 by default), silently: a write call
+stays below that, with the token, the function and the format besides."""
 
-UNENROL_BATCH = 500
-"""Enrolments per enrol_manual_unenrol_users call: 2 form fields each, far below PHP's max_input_vars."""
+WITHDRAW_BATCH = FORM_FIELDS_PER_CALL // 5
+"""People per suspend (roleid, userid, courseid, suspend, timestart) or role-removal call."""
+
+UNENROL_BATCH = FORM_FIELDS_PER_CALL // 3
+"""Enrolments per enrol_manual_unenrol_users call (userid, courseid, roleid)."""
 
 _DONE_NOTES = {UnenrolAction.UNENROL: "unenrolled", UnenrolAction.SUSPEND: "enrolment suspended (role and data kept)",
                UnenrolAction.REMOVE_ROLES: "roles removed (enrolment and data kept)"}
