@@ -63,12 +63,12 @@ LINGER_S = 1.5
 QUIET_S ago), it goes on waiting, at most LINGER_S in all: activities reach a worker one task at a time, and a
 deployment's enrolments trickle in as its accounts are made. A lone call does not linger."""
 
-MAILING_CREATE_BATCH = 10
+MAILING_CREATE_BATCH = 5
 """Accounts per core_user_create_users call when Moodle mails their passwords (createpassword). Moodle mails
 each account as it creates it, so a call that fails in its middle (Moodle's database gone, say) has mailed
-the accounts before it and rolled them back: their retry mails them again, at most 9 per call. A worker has
+the accounts before it and rolled them back: their retry mails them again, at most 4 per call. A worker has
 at most `MAILING_STREAMS` such calls in flight: the accounts screened together go in calls of this size, two
-at a time, and the next screening waits for them (N=1000 on the simulator: 50 calls for 500 accounts)."""
+at a time, and the next screening waits for them (N=1000 on the simulator: 100 calls for 500 accounts)."""
 
 MAILING_STREAMS = 2
 """Calls of one screened batch in flight at once, on connections free at that moment."""
