@@ -21,25 +21,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from temporalio.testing import WorkflowEnvironment
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
-from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli
 from openvle_moodle_sync.models import parse_event
-from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
 from openvle_moodle_sync.workflows import DeployEvent, ids
 from openvle_moodle_sync.workflows.types import DeployInput
-from tests.conftest import TOKEN, make_event, make_settings, running_worker
+from tests.conftest import TOKEN, make_event, make_settings, running_worker, start_dev_server
 
 
 async def main(runs: int, participants: int) -> dict[str, object]:
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli(),
-                                                dev_server_extra_args=list(DEV_SERVER_ARGS),
-                                                data_converter=data_converter(make_settings()),
-                                                dev_server_log_level="error")
+    env = await start_dev_server()
     client = env.client
-    await ensure_search_attributes(client)
     fake, settings = FakeMoodle(token=TOKEN), make_settings()
     through_life: list[float] = []
     direct: list[float] = []

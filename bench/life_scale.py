@@ -22,15 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from temporalio.testing import WorkflowEnvironment
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
-from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli
-from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
 from openvle_moodle_sync.workflows import ids
 from openvle_moodle_sync.workflows.life import OPERATIONS_PER_RUN
-from tests.conftest import TOKEN, make_event, make_person, make_settings, running_worker
+from tests.conftest import TOKEN, make_event, make_person, make_settings, running_worker, start_dev_server
 
 
 def pct(values: list[float], q: float) -> float:
@@ -46,12 +43,8 @@ async def timed_call(make: object, latencies: list[float]) -> object:
 
 
 async def main(events: int, adds: int) -> dict[str, object]:
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli(),
-                                                dev_server_extra_args=list(DEV_SERVER_ARGS),
-                                                data_converter=data_converter(make_settings()),
-                                                dev_server_log_level="error")
+    env = await start_dev_server()
     client = env.client
-    await ensure_search_attributes(client)
     fake, settings = FakeMoodle(token=TOKEN), make_settings()
     out: dict[str, object] = {"events": events, "adds": adds, "operations_per_run": OPERATIONS_PER_RUN}
     async with running_worker(client, settings, fake):

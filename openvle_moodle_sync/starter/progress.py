@@ -303,7 +303,7 @@ async def _asked(client: Client, handle: WorkflowHandle[DeployEvent, Any], event
     progress = DeploymentProgress(
         workflow_id=live.workflow_id, event_id=live.event_id or event_id, stage=live.stage, course_id=live.course_id,
         participants=[ParticipantProgress.of(o) for o in live.participants],
-        batches_running=list(live.batches_running), message=live.message)
+        batches_running=list(live.batches_running))
     # Large deployments run in child workflows: ask those that are running for their subtasks, in the time
     # left (a batch that does not answer keeps the state its parent knows).
     by_id = {p.id: p for p in progress.participants}

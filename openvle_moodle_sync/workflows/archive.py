@@ -4,7 +4,6 @@ the course is hidden."""
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
@@ -14,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.models import Role
     from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, UnenrolAction
 
-from .common import as_run_failure, load_config, quick, skip_reason, slow
+from .common import load_config, quick, skip_reason, slow, with_root_cause
 from .roster import record_roster
 from .types import ArchiveResult, EventRef, Progress
 from .withdraw import check_action, withdraw_users
@@ -29,10 +28,7 @@ class ArchiveEvent:
 
     @workflow.run
     async def run(self, event: EventRef) -> ArchiveResult:
-        try:
-            return await self._archive(event)
-        except ActivityError as error:  # the root cause is the run's failure
-            raise as_run_failure(error, f"Archive of event {event.event_id}") from error
+        return await with_root_cause(self._archive(event), f"Archive of event {event.event_id}")
 
     async def _archive(self, event: EventRef) -> ArchiveResult:
         result = self._result = ArchiveResult(event_id=event.event_id)

@@ -4,7 +4,7 @@ runs the event's operations one at a time, in the order they were asked)."""
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, FUNCTIONS_BY_ACTION, UnenrolAction
 
 from . import summaries
-from .common import as_run_failure, checked, load_config, quick, skip_reason
+from .common import checked, load_config, quick, skip_reason, with_root_cause
 from .roster import record_roster
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
 
@@ -40,11 +40,8 @@ class ChangeParticipant:
 
     @workflow.run
     async def run(self, change: ChangeRequest) -> ChangeResult:
-        try:
-            return await self._run(change)
-        except ActivityError as error:  # the root cause, not "Activity task failed", is the run's failure
-            raise as_run_failure(error, f"{change.action.capitalize()} of participant {change.participant.id} "
-                                        f"of event {change.event_id}") from error
+        return await with_root_cause(self._run(change), f"{change.action.capitalize()} of participant "
+                                                         f"{change.participant.id} of event {change.event_id}")
 
     async def _run(self, change: ChangeRequest) -> ChangeResult:
         self._event_id = change.event_id

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import timedelta
-from typing import NotRequired, TypedDict
+from typing import NotRequired, TypedDict, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -13,6 +14,9 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.errors import is_configuration_error_type
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.types import SyncConfig
+
+
+T = TypeVar("T")
 
 
 class ActivityOptions(TypedDict):
@@ -88,6 +92,15 @@ def describe(error: BaseException) -> tuple[str, str]:
     if isinstance(cause, FailureError):
         return cause.message, type(cause).__name__
     return str(cause), type(cause).__name__
+
+
+async def with_root_cause(work: Awaitable[T], doing: str) -> T:
+    """``work``'s result; an activity or child workflow failure ends the run as `as_run_failure`: the root
+    cause (Moodle's words, not "Activity task failed") in the run's failure, the UI's first line."""
+    try:
+        return await work
+    except (ActivityError, ChildWorkflowError) as error:
+        raise as_run_failure(error, doing) from error
 
 
 def as_run_failure(error: BaseException, doing: str) -> ApplicationError:

@@ -4,12 +4,11 @@ then ends the event's life and, with it, its roster: a kept course keeps its peo
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
 
-from .common import as_run_failure, load_config, quick, skip_reason, slow
+from .common import load_config, quick, skip_reason, slow, with_root_cause
 from .types import DeleteResult, EventRef
 
 
@@ -17,10 +16,7 @@ from .types import DeleteResult, EventRef
 class DeleteEvent:
     @workflow.run
     async def run(self, event: EventRef) -> DeleteResult:
-        try:
-            return await self._delete(event)
-        except ActivityError as error:  # the root cause is the run's failure
-            raise as_run_failure(error, f"Delete of event {event.event_id}") from error
+        return await with_root_cause(self._delete(event), f"Delete of event {event.event_id}")
 
     @staticmethod
     async def _delete(event: EventRef) -> DeleteResult:

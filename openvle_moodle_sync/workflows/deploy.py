@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
 
 from . import ids
 from .batch import BATCH_SIZE, BATCHES_AT_ONCE, DeployBatch, sync_participants
-from .common import as_run_failure, load_config, quick, skip_reason, slow
+from .common import load_config, quick, skip_reason, slow, with_root_cause
 from .roster import record_roster
 from .types import (
     BatchInput,
@@ -106,10 +106,7 @@ class DeployEvent:
 
     @workflow.run
     async def run(self, request: DeployInput) -> DeployResult:
-        try:
-            return await self._deploy(request)
-        except (ActivityError, ChildWorkflowError) as error:
-            raise as_run_failure(error, f"Deployment of event {request.event.id}") from error
+        return await with_root_cause(self._deploy(request), f"Deployment of event {request.event.id}")
 
     async def _deploy(self, request: DeployInput) -> DeployResult:
         event = self._begin(request.event)

@@ -110,7 +110,6 @@ class Progress:
     workflow_id: str
     kind: str
     event_id: str
-    state: str = "running"
     stage: str = "starting"
     course_id: int | None = None
     total: int = 0
