@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.models import Role
     from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, UnenrolAction
 
-from .common import load_config, quick, skip_reason, slow, with_root_cause
+from .common import event_course, quick, slow, with_root_cause
 from .roster import record_roster
 from .types import ArchiveResult, EventRef, Progress
 from .withdraw import check_action, withdraw_users
@@ -32,13 +32,10 @@ class ArchiveEvent:
 
     async def _archive(self, event: EventRef) -> ArchiveResult:
         result = self._result = ArchiveResult(event_id=event.event_id)
-        config = await load_config()
-        result.skipped_reason = skip_reason(config, event.moodle_course_id)
+        start = await event_course(event.event_id, event.moodle_course_id)
+        config, course, result.skipped_reason = start.config, start.course, start.skipped_reason
         if result.skipped_reason:
             return result
-        course = await workflow.execute_activity_method(
-            MoodleSyncActivities.find_event_course, event.event_id, **quick(config)
-        )
         if course is None:
             result.skipped_reason = (f"no Moodle course carries event {event.event_id}'s mark (deleted in "
                                      "Moodle?); nothing to archive")

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.settings import ENROLMENT_KEPT_ACTIONS, FUNCTIONS_BY_ACTION, UnenrolAction
 
 from . import summaries
-from .common import checked, load_config, quick, skip_reason, with_root_cause
+from .common import checked, event_course, quick, with_root_cause
 from .roster import record_roster
 from .types import Action, ChangeOutcome, ChangeRequest, ChangeResult, Progress
 
@@ -46,13 +46,10 @@ class ChangeParticipant:
     async def _run(self, change: ChangeRequest) -> ChangeResult:
         self._event_id = change.event_id
         result = ChangeResult(event_id=change.event_id, participant_id=change.participant.id)
-        config = await load_config()
-        result.skipped_reason = skip_reason(config, change.moodle_course_id)
+        start = await event_course(change.event_id, change.moodle_course_id)
+        config, course, result.skipped_reason = start.config, start.course, start.skipped_reason
         if result.skipped_reason:
             return result
-        course = await workflow.execute_activity_method(
-            MoodleSyncActivities.find_event_course, change.event_id, **quick(config)
-        )
         if course is None:
             raise ApplicationError(
                 f"Event {change.event_id} has no Moodle course (no course carries its mark: deleted in Moodle?), "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import NotRequired, TypedDict, TypeVar
 
@@ -13,7 +14,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.errors import is_configuration_error_type
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
-    from openvle_moodle_sync.activities.types import SyncConfig
+    from openvle_moodle_sync.activities.types import CourseRef, SyncConfig
 
 
 T = TypeVar("T")
@@ -49,6 +50,27 @@ def skip_reason(config: SyncConfig, moodle_course_id: int | None) -> str | None:
     if moodle_course_id is None:
         return "the event's environment has no Moodle course (moodle_course_id is null)"
     return None
+
+
+@dataclass(frozen=True)
+class EventCourse:
+    """Where a run on an event's course starts: the run's settings, why it does nothing (if it does not),
+    and the course that carries the event's mark (None: there is none)."""
+
+    config: SyncConfig
+    skipped_reason: str | None = None
+    course: CourseRef | None = None
+
+
+async def event_course(event_id: str, moodle_course_id: int | None) -> EventCourse:
+    """The run's settings, then (unless Moodle is off for it) the event's course."""
+    config = await load_config()
+    reason = skip_reason(config, moodle_course_id)
+    if reason:
+        return EventCourse(config, reason)
+    course = await workflow.execute_activity_method(
+        MoodleSyncActivities.find_event_course, event_id, **quick(config))
+    return EventCourse(config, course=course)
 
 
 def per_user(sync_timeout_s: float, retry_max_interval_s: float) -> ActivityOptions:

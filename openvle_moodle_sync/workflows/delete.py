@@ -8,7 +8,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
 
-from .common import load_config, quick, skip_reason, slow, with_root_cause
+from .common import event_course, slow, with_root_cause
 from .types import DeleteResult, EventRef
 
 
@@ -21,13 +21,10 @@ class DeleteEvent:
     @staticmethod
     async def _delete(event: EventRef) -> DeleteResult:
         result = DeleteResult(event_id=event.event_id)
-        config = await load_config()
-        result.skipped_reason = skip_reason(config, event.moodle_course_id)
+        start = await event_course(event.event_id, event.moodle_course_id)
+        config, course, result.skipped_reason = start.config, start.course, start.skipped_reason
         if result.skipped_reason:
             return result
-        course = await workflow.execute_activity_method(
-            MoodleSyncActivities.find_event_course, event.event_id, **quick(config)
-        )
         result.course_id = course.id if course else None
         if course is None:
             result.note = f"no Moodle course carries event {event.event_id}'s mark; nothing to delete"
