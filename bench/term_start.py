@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import signal
 import statistics
 import time
 from collections import Counter
@@ -43,8 +43,9 @@ from temporalio.worker import Worker
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.models import Event, Participant, Role, parse_event, parse_participant
 from openvle_moodle_sync.moodle import MoodleClient
-from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.settings import Settings, load_settings
 from openvle_moodle_sync.starter.fairness import event_priority
+from openvle_moodle_sync.temporal_client import connect
 from openvle_moodle_sync.workflows import DeployEvent, ids
 from openvle_moodle_sync.workflows.admission import AdmissionState, DeployAdmission, admission_id, admitted
 from openvle_moodle_sync.workflows.types import DeployInput, DeployResult
@@ -163,8 +164,17 @@ class Outcome:
     change_call_s: list[float] = field(default_factory=list)
     done_at: dict[str, float] = field(default_factory=dict)
     """Event id -> seconds from the first start call to its deployment's result."""
+    admitted_at: dict[str, float] = field(default_factory=dict)
+    """--admit: event id -> seconds from the first start call to its admission."""
     failures: list[str] = field(default_factory=list)
     changes_done_at: float = 0.0
+
+
+@dataclass
+class EntityRun:
+    admitted_at: float
+    """Workflow time (epoch seconds) when the deployment was admitted."""
+    result: DeployResult
 
 
 @workflow.defn(name="TermStartEntity", sandboxed=False)
@@ -173,31 +183,49 @@ class TermStartEntity:
     deploy as a child on the service's task queue, leave the line."""
 
     @workflow.run
-    async def run(self, event: Event, deploy_queue: str) -> DeployResult:
+    async def run(self, event: Event, deploy_queue: str) -> EntityRun:
         async with admitted(event.id, len(event.participants)):
-            return await workflow.execute_child_workflow(
+            admitted_at = workflow.now().timestamp()
+            return EntityRun(admitted_at, await workflow.execute_child_workflow(
                 DeployEvent.run, DeployInput(event=event), id=ids.deploy_id(event.id), task_queue=deploy_queue,
-                priority=event_priority(event.id, len(event.participants)))
+                priority=event_priority(event.id, len(event.participants))))
+
+
+async def entity_worker() -> None:
+    """``python bench/term_start.py --entity-worker``: the stand-in entities and DeployAdmission on
+    TEMPORAL_TASK_QUEUE, in a process of their own (so that they do not slow the benchmark's own calls)."""
+    settings = load_settings()
+    client = await connect(settings)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    async with Worker(client, task_queue=settings.temporal_task_queue, workflows=[TermStartEntity, DeployAdmission]):
+        print("entity worker polling", flush=True)
+        await stop.wait()
 
 
 async def run_term(client: Client, settings: Settings, term: Term, args: argparse.Namespace,
                    say: Callable[..., None]) -> tuple[float, Outcome]:
     out = Outcome()
     deployed = {ev.id: asyncio.Event() for ev in term.events}
-    entities = f"{settings.temporal_task_queue}-entities"
+    entities = entity_queue(settings)
     t0 = time.perf_counter()
+    wall0 = time.time()
 
     async def deploy(ev: Event) -> None:
         if args.admit:
             make: Callable[[], Awaitable[Any]] = lambda: client.start_workflow(  # noqa: E731
                 TermStartEntity.run, args=[ev, settings.temporal_task_queue], id=f"term-entity-{ev.id}",
-                task_queue=entities)
+                task_queue=entities, priority=event_priority(ev.id, len(ev.participants)))
         else:
             make = lambda: starter.deploy_event(client, ev, settings=settings)  # noqa: E731
         call_s, handle = await _timed_call(make)
         out.start_call_s.append(call_s)
         try:
             result = await handle.result()
+            if isinstance(result, EntityRun):
+                out.admitted_at[ev.id] = result.admitted_at - wall0
+                result = result.result
             if result.failed or result.done != len(ev.participants):
                 out.failures.append(f"{ev.id}: {result.done} done, {result.failed} failed")
         except Exception as error:  # a failed run is a finding, not the benchmark's end
@@ -224,17 +252,18 @@ async def run_term(client: Client, settings: Settings, term: Term, args: argpars
     say(f"term start: {len(term.events)} events of {args.participants}, {len(changes)} changes over "
         f"{args.term_changes_over:g} s" + (f", {args.admit} deployments admitted at a time" if args.admit else "")
         + " ...")
-    async with contextlib.AsyncExitStack() as stack:
-        if args.admit:
-            await stack.enter_async_context(Worker(client, task_queue=entities,
-                                                   workflows=[TermStartEntity, DeployAdmission]))
-            await client.start_workflow(DeployAdmission.run, AdmissionState(limit=args.admit),
-                                        id=admission_id(entities), task_queue=entities,
-                                        priority=Priority(priority_key=1))
-        t0 = time.perf_counter()
-        await asyncio.gather(*(change(kind, ev, p, 1.0 + i * gap) for i, (kind, ev, p) in enumerate(changes)),
-                             *(deploy(ev) for ev in term.events))
-    return max([*out.done_at.values(), time.perf_counter() - t0]), out
+    if args.admit:
+        await client.start_workflow(DeployAdmission.run, AdmissionState(limit=args.admit), id=admission_id(entities),
+                                    task_queue=entities, priority=Priority(priority_key=1))
+    t0, wall0 = time.perf_counter(), time.time()
+    await asyncio.gather(*(change(kind, ev, p, 1.0 + i * gap) for i, (kind, ev, p) in enumerate(changes)),
+                         *(deploy(ev) for ev in term.events))
+    return time.perf_counter() - t0, out
+
+
+def entity_queue(settings: Settings) -> str:
+    """The task queue of the stand-in entities and DeployAdmission (--admit)."""
+    return f"{settings.temporal_task_queue}-entities"
 
 
 async def check(side: Simulator, settings: Settings, term: Term, out: Outcome) -> dict[str, Any]:
@@ -296,7 +325,12 @@ async def measure(client: Client, side: Simulator, settings: Settings, args: arg
         "mean_share": round(statistics.fmean(done) / wall, 3), "last_share": round(done[-1] / wall, 3),
         "finish_vs_start_order": spearman([ev.id for ev in term.events], out.done_at),
         "start_call_s": pct(out.start_call_s), "change_call_s": pct(out.change_call_s),
+        "done_s_by_decile": [round(done[min(len(done) - 1, len(done) * q // 10)], 1) for q in range(11)],
     }
+    if out.admitted_at:
+        deploy_s = [out.done_at[e] - at for e, at in out.admitted_at.items()]
+        result["admitted_deployment_s"] = pct(deploy_s)
+        result["first_admitted_s"] = round(min(out.admitted_at.values()), 2)
     say("term start: checking every event in the simulator ...")
     result.update(await check(side, settings, term, out))
     return result
@@ -322,3 +356,11 @@ def table(out: dict[str, Any]) -> str:
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--entity-worker"]:
+        raise SystemExit("usage: python bench/term_start.py --entity-worker (deploy_bench.py --term-start starts it)")
+    asyncio.run(entity_worker())

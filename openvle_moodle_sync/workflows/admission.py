@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
 ADMISSION_WORKFLOW = "DeployAdmission"
 ARRIVE_SIGNAL = "arrive"
 LEAVE_SIGNAL = "leave"
+LINE_QUERY = "line"
+"""DeployAdmission's line now: the running event ids and the waiting ones, in order (`AdmissionLine`)."""
 ADMIT_SIGNAL = "admitted"
 """Sent by DeployAdmission to the entity that asked, with the event id, when its deployment may start."""
 
@@ -102,6 +104,10 @@ class DeployAdmission:
     def leave(self, event_id: str) -> None:
         self._signals += 1
         self._depart(event_id)
+
+    @workflow.query(name=LINE_QUERY)
+    def line(self) -> AdmissionLine:
+        return self._line
 
     def _depart(self, event_id: str) -> None:
         self._reply_to.pop(event_id, None)
