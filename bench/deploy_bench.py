@@ -587,7 +587,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if temporal:
         procs["temporal"] = temporal
     if args.term_start:
-        return await _term_start(client, side, settings, args, template_id, run_id, say, out, procs, log_dir)
+        return await _term_start(client, side, settings, args, template_id, run_id, say, out, procs)
 
     # --- deploy ---
     result_runs: list[str] = []
@@ -804,13 +804,8 @@ async def beside(client: Client, side: MoodleSide, settings: Settings, args: arg
 
 async def _term_start(client: Client, side: MoodleSide, settings: Settings, args: argparse.Namespace,
                       template_id: int, run_id: str, say: Callable[..., None], out: dict[str, Any],
-                      procs: dict[str, Proc], log_dir: Path) -> dict[str, Any]:
+                      procs: dict[str, Proc]) -> dict[str, Any]:
     """--term-start E (bench/term_start.py) instead of the single event's phases."""
-    if args.admit:  # the stand-in entities and DeployAdmission, in a worker process of their own
-        env = worker_env(settings, side.url, side.token, term_start.entity_queue(settings))
-        entities = Proc("entity-worker", [sys.executable, str(BENCH / "term_start.py"), "--entity-worker"], log_dir,
-                        env=env)
-        await entities.wait_for("entity worker polling", 60)
     out.update(await term_start.measure(client, side, settings, args, template_id, run_id, say))
     out["worker_peak_rss_mb"] = round(procs["worker"].hwm_bytes() / MB, 1)
     if "temporal" in procs:

@@ -1,6 +1,6 @@
 """Term start: many events deployed at once, on one worker (`deploy_bench.py --term-start E`).
 
-    python bench/deploy_bench.py --term-start 100 --participants 30 [--term-changes 200] [--admit K] [--json]
+    python bench/deploy_bench.py --term-start 100 --participants 30 [--term-changes 200] [--json]
 
 E events of --participants people are started at once, as an operator starts a term. A fifth of each
 event's places are people it shares with a neighbouring event (each shared person is in two events, and
@@ -16,18 +16,14 @@ checked in the simulator: one course with the event's idnumber, exactly the fina
 deployment's list, less the removed, plus the added) each with their role, one account per person, and
 no failed run.
 
---admit K: each event goes through a stand-in of its entity workflow and DeployAdmission (K deployments at
-a time, first come first served, an event smaller than every running one let past the line;
-`workflows.admission`), run by a second worker in this process on a queue of their own. A change is sent
-once its event's deployment is done, as the entity keeps it until then. Shares count from the moment all
-were asked for.
+--admit K restarts the task queue's DeployAdmission with a limit of K for the run (it needs DeployAdmission
+registered in the worker and the event's life deploying through `workflows.admission.admitted`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import statistics
 import time
 from collections import Counter
@@ -35,20 +31,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from temporalio import workflow
 from temporalio.client import Client
-from temporalio.common import Priority
-from temporalio.worker import Worker
+from temporalio.common import Priority, WorkflowIDConflictPolicy
 
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.models import Event, Participant, Role, parse_event, parse_participant
 from openvle_moodle_sync.moodle import MoodleClient
-from openvle_moodle_sync.settings import Settings, load_settings
-from openvle_moodle_sync.starter.fairness import event_priority
-from openvle_moodle_sync.temporal_client import connect
-from openvle_moodle_sync.workflows import DeployEvent, ids
-from openvle_moodle_sync.workflows.admission import AdmissionState, DeployAdmission, admission_id, admitted
-from openvle_moodle_sync.workflows.types import DeployInput, DeployResult
+from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.workflows.admission import AdmissionState, DeployAdmission, admission_id
 
 SHARED_SHARE = 0.2
 """Share of each event's places held by people it shares with a neighbouring event."""
@@ -75,10 +65,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "shared between two events, participant changes sent while they run (bench/term_start.py)")
     p.add_argument("--term-changes", type=int, default=200, metavar="C",
                    help="term start: participant changes sent during the run (default 200, adds and removes)")
+    p.add_argument("--admit", type=int, default=None, metavar="K",
+                   help="term start: the admission line takes K deployments at a time for this run (DeployAdmission "
+                        "restarted with that limit; K >= E: no line, round-robin only)")
     p.add_argument("--term-changes-over", type=float, default=15.0, metavar="S",
                    help="term start: seconds over which the changes are sent (default 15)")
-    p.add_argument("--admit", type=int, default=None, metavar="K",
-                   help="term start: emulate admission control in the client, K deployments at a time")
+
 
 
 # --- the term's people ------------------------------------------------------------------------------------
@@ -164,79 +156,28 @@ class Outcome:
     change_call_s: list[float] = field(default_factory=list)
     done_at: dict[str, float] = field(default_factory=dict)
     """Event id -> seconds from the first start call to its deployment's result."""
-    admitted_at: dict[str, float] = field(default_factory=dict)
-    """--admit: event id -> seconds from the first start call to its admission."""
     failures: list[str] = field(default_factory=list)
     changes_done_at: float = 0.0
-
-
-@dataclass
-class EntityRun:
-    admitted_at: float
-    """Workflow time (epoch seconds) when the deployment was admitted."""
-    result: DeployResult
-
-
-@workflow.defn(name="TermStartEntity", sandboxed=False)
-class TermStartEntity:
-    """What the per-event entity does around a deployment (--admit): wait for its turn in DeployAdmission,
-    deploy as a child on the service's task queue, leave the line."""
-
-    @workflow.run
-    async def run(self, event: Event, deploy_queue: str) -> EntityRun:
-        async with admitted(event.id, len(event.participants)):
-            admitted_at = workflow.now().timestamp()
-            return EntityRun(admitted_at, await workflow.execute_child_workflow(
-                DeployEvent.run, DeployInput(event=event), id=ids.deploy_id(event.id), task_queue=deploy_queue,
-                priority=event_priority(event.id, len(event.participants))))
-
-
-async def entity_worker() -> None:
-    """``python bench/term_start.py --entity-worker``: the stand-in entities and DeployAdmission on
-    TEMPORAL_TASK_QUEUE, in a process of their own (so that they do not slow the benchmark's own calls)."""
-    settings = load_settings()
-    client = await connect(settings)
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    async with Worker(client, task_queue=settings.temporal_task_queue, workflows=[TermStartEntity, DeployAdmission]):
-        print("entity worker polling", flush=True)
-        await stop.wait()
 
 
 async def run_term(client: Client, settings: Settings, term: Term, args: argparse.Namespace,
                    say: Callable[..., None]) -> tuple[float, Outcome]:
     out = Outcome()
-    deployed = {ev.id: asyncio.Event() for ev in term.events}
-    entities = entity_queue(settings)
     t0 = time.perf_counter()
-    wall0 = time.time()
 
     async def deploy(ev: Event) -> None:
-        if args.admit:
-            make: Callable[[], Awaitable[Any]] = lambda: client.start_workflow(  # noqa: E731
-                TermStartEntity.run, args=[ev, settings.temporal_task_queue], id=f"term-entity-{ev.id}",
-                task_queue=entities, priority=event_priority(ev.id, len(ev.participants)))
-        else:
-            make = lambda: starter.deploy_event(client, ev, settings=settings)  # noqa: E731
-        call_s, handle = await _timed_call(make)
+        call_s, handle = await _timed_call(lambda: starter.deploy_event(client, ev, settings=settings))
         out.start_call_s.append(call_s)
         try:
             result = await handle.result()
-            if isinstance(result, EntityRun):
-                out.admitted_at[ev.id] = result.admitted_at - wall0
-                result = result.result
             if result.failed or result.done != len(ev.participants):
                 out.failures.append(f"{ev.id}: {result.done} done, {result.failed} failed")
         except Exception as error:  # a failed run is a finding, not the benchmark's end
             out.failures.append(f"{ev.id}: {error}")
         out.done_at[ev.id] = time.perf_counter() - t0
-        deployed[ev.id].set()
 
     async def change(kind: str, ev: Event, p: Participant, at: float) -> None:
         await asyncio.sleep(max(0.0, at - (time.perf_counter() - t0)))
-        if args.admit:  # the entity keeps a change until its deployment is done
-            await deployed[ev.id].wait()
         send = starter.add_participant if kind == "add" else starter.remove_participant
         call_s, handle = await _timed_call(lambda: send(client, ev, p, settings=settings))
         out.change_call_s.append(call_s)
@@ -250,20 +191,11 @@ async def run_term(client: Client, settings: Settings, term: Term, args: argpars
     changes = term.changes()
     gap = args.term_changes_over / max(1, len(changes))
     say(f"term start: {len(term.events)} events of {args.participants}, {len(changes)} changes over "
-        f"{args.term_changes_over:g} s" + (f", {args.admit} deployments admitted at a time" if args.admit else "")
-        + " ...")
-    if args.admit:
-        await client.start_workflow(DeployAdmission.run, AdmissionState(limit=args.admit), id=admission_id(entities),
-                                    task_queue=entities, priority=Priority(priority_key=1))
-    t0, wall0 = time.perf_counter(), time.time()
+        f"{args.term_changes_over:g} s ...")
+    t0 = time.perf_counter()
     await asyncio.gather(*(change(kind, ev, p, 1.0 + i * gap) for i, (kind, ev, p) in enumerate(changes)),
                          *(deploy(ev) for ev in term.events))
     return time.perf_counter() - t0, out
-
-
-def entity_queue(settings: Settings) -> str:
-    """The task queue of the stand-in entities and DeployAdmission (--admit)."""
-    return f"{settings.temporal_task_queue}-entities"
 
 
 async def check(side: Simulator, settings: Settings, term: Term, out: Outcome) -> dict[str, Any]:
@@ -315,6 +247,11 @@ async def measure(client: Client, side: Simulator, settings: Settings, args: arg
     async with side.client(settings) as moodle:
         say(f"term start: pre-creating {len(term.existing)} existing accounts ...")
         await precreate(moodle, term.existing)
+    if args.admit:
+        queue = settings.temporal_task_queue
+        await client.start_workflow(DeployAdmission.run, AdmissionState(limit=args.admit), id=admission_id(queue),
+                                    task_queue=queue, priority=Priority(priority_key=1),
+                                    id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING)
     wall, out = await run_term(client, settings, term, args, say)
     done = sorted(out.done_at.values())
     result: dict[str, Any] = {
@@ -327,10 +264,6 @@ async def measure(client: Client, side: Simulator, settings: Settings, args: arg
         "start_call_s": pct(out.start_call_s), "change_call_s": pct(out.change_call_s),
         "done_s_by_decile": [round(done[min(len(done) - 1, len(done) * q // 10)], 1) for q in range(11)],
     }
-    if out.admitted_at:
-        deploy_s = [out.done_at[e] - at for e, at in out.admitted_at.items()]
-        result["admitted_deployment_s"] = pct(deploy_s)
-        result["first_admitted_s"] = round(min(out.admitted_at.values()), 2)
     say("term start: checking every event in the simulator ...")
     result.update(await check(side, settings, term, out))
     return result
@@ -339,8 +272,7 @@ async def measure(client: Client, side: Simulator, settings: Settings, args: arg
 def table(out: dict[str, Any]) -> str:
     calls = lambda d: "-" if d is None else f"p50 {d['p50']:.3f} s, p90 {d['p90']:.3f} s, max {d['max']:.3f} s"  # noqa: E731
     rows = [
-        ("term start", f"{out['term_events']} events of {out['term_participants']}, {out['term_changes']} changes"
-                       + (f", {out['admit']} admitted at a time" if out["admit"] else "")),
+        ("term start", f"{out['term_events']} events of {out['term_participants']}, {out['term_changes']} changes"),
         ("temporal", out["temporal"]), ("latency per call", f"{out['latency_ms']} ms"),
         ("wall", f"{out['wall_s']:.1f} s (last deployment {out['last_deployment_s']:.1f} s)"),
         ("done (share of wall)", f"first {out['first_share']}, median {out['median_share']}, "
@@ -357,10 +289,3 @@ def table(out: dict[str, Any]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
-
-if __name__ == "__main__":
-    import sys
-
-    if sys.argv[1:] != ["--entity-worker"]:
-        raise SystemExit("usage: python bench/term_start.py --entity-worker (deploy_bench.py --term-start starts it)")
-    asyncio.run(entity_worker())

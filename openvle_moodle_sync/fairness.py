@@ -15,7 +15,7 @@ a delete) goes before a large import.
 
 Round-robin between events is fair, not first come first served: a hundred events of one size started at
 once each get a hundredth of the worker and all finish near the end. So deployments go through an admission
-line first (`starter.admission`, `workflows.admission`): a few at a time in the order they were asked for,
+line first (`admission`, `workflows.admission`): a few at a time in the order they were asked for,
 a smaller event let past; the keys here share the worker between the admitted ones and every other run.
 
 `event_priority` is pure (no clock, no I/O): a workflow computes the Priority of a child run with it.

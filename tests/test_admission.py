@@ -1,4 +1,4 @@
-"""Admission of deployments (`starter.admission`, `workflows.admission`): a few at a time, first come first
+"""Admission of deployments (`admission`, `workflows.admission`): a few at a time, first come first
 served, a smaller event let past the line."""
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from fake_moodle import FakeMoodle
+from openvle_moodle_sync.activities.roster import RosterUpdate
+from openvle_moodle_sync.admission import AdmissionLine, size_class
+from openvle_moodle_sync.contracts import RECORD_SIGNAL
+from openvle_moodle_sync.fairness import SMALL_EVENT, event_priority
 from openvle_moodle_sync.models import Event, parse_event
 from openvle_moodle_sync.settings import Settings
-from openvle_moodle_sync.starter.admission import AdmissionLine, size_class
-from openvle_moodle_sync.starter.fairness import SMALL_EVENT, event_priority
 from openvle_moodle_sync.workflows import DeployEvent, ids
 from openvle_moodle_sync.workflows.admission import AdmissionState, DeployAdmission, admission_id, admitted
 from openvle_moodle_sync.workflows.types import DeployInput, DeployResult
@@ -53,20 +55,25 @@ def test_a_waiting_event_may_leave_the_line() -> None:
 
 @workflow.defn(sandboxed=False)
 class StandInEntity:
-    """What the per-event entity does around a deployment: wait for its turn, deploy as a child, leave."""
+    """What the event's life does around a deployment: wait for its turn, deploy as a child, leave. It runs
+    under the life's id, where the deployment sends its roster update (ignored here)."""
+
+    @workflow.signal(name=RECORD_SIGNAL)
+    def record(self, update: RosterUpdate) -> None:
+        pass
 
     @workflow.run
     async def run(self, event: Event, deploy_queue: str) -> DeployResult:
         async with admitted(event.id, len(event.participants)):
             return await workflow.execute_child_workflow(
-                DeployEvent.run, DeployInput(event=event), id=ids.deploy_id(event.id), task_queue=deploy_queue,
+                DeployEvent.run, DeployInput(event=event), id=ids.deploy_id(event.id, "test"), task_queue=deploy_queue,
                 priority=event_priority(event.id, len(event.participants)))
 
 
 async def deployed_at(client: Client, queue: str, event: dict[str, Any], settings: Settings, t0: float) -> float:
     ev = parse_event(event)
     result = await client.execute_workflow(StandInEntity.run, args=[ev, settings.temporal_task_queue],
-                                           id=f"entity-{ev.id}", task_queue=queue)
+                                           id=ids.life_id(ev.id), task_queue=queue)
     assert result.done == len(ev.participants) and not result.failed
     return time.monotonic() - t0
 

@@ -6,7 +6,7 @@ it with `admitted`::
     async with admitted(event_id, len(event.participants)):
         await workflow.execute_child_workflow(DeployEvent.run, ...)
 
-The line itself is `starter.admission.AdmissionLine` (first come first served, ``limit`` at a time, an event
+The line itself is `admission.AdmissionLine` (first come first served, ``limit`` at a time, an event
 smaller than every running one let past). It fails open: when no DeployAdmission runs, or it does not answer
 within ADMISSION_WAIT, the deployment starts without waiting; an admitted event that never leaves (its entity
 was terminated) stops counting after LEASE.
@@ -24,7 +24,7 @@ from temporalio import workflow
 from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from openvle_moodle_sync.starter.admission import AdmissionLine
+    from openvle_moodle_sync.admission import AdmissionLine
 
 ADMISSION_WORKFLOW = "DeployAdmission"
 ARRIVE_SIGNAL = "arrive"

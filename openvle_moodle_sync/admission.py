@@ -1,6 +1,6 @@
 """Admission of deployments: a few at a time, first come first served, a smaller event let past the line.
 
-The task queue shares the worker between every event that has work waiting (`starter.fairness`): a
+The task queue shares the worker between every event that has work waiting (`fairness`): a
 hundred events started at once each get a hundredth of it, and all finish near the end. Admitting only
 ``limit`` deployments at a time, in the order they were asked for, lets the first ones finish early
 while the others wait their turn; the worker stays as busy, because the admitted ones keep it full.
