@@ -145,8 +145,12 @@ def pct(values: Sequence[float]) -> dict[str, float] | None:
 
 
 async def _timed_call(make: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
+    """(seconds, the call's answer), or (seconds, the exception) for a call that failed."""
     started = time.perf_counter()
-    result = await make()
+    try:
+        result = await make()
+    except Exception as error:  # a refused or timed-out call is a finding of the run, not its end
+        result = error
     return time.perf_counter() - started, result
 
 
@@ -168,6 +172,9 @@ async def run_term(client: Client, settings: Settings, term: Term, args: argpars
     async def deploy(ev: Event) -> None:
         call_s, handle = await _timed_call(lambda: starter.deploy_event(client, ev, settings=settings))
         out.start_call_s.append(call_s)
+        if isinstance(handle, Exception):
+            out.failures.append(f"deploy {ev.id}: the start call failed after {call_s:.1f} s: {handle!r}")
+            return
         try:
             result = await handle.result()
             if result.failed or result.done != len(ev.participants):
@@ -181,6 +188,9 @@ async def run_term(client: Client, settings: Settings, term: Term, args: argpars
         send = starter.add_participant if kind == "add" else starter.remove_participant
         call_s, handle = await _timed_call(lambda: send(client, ev, p, settings=settings))
         out.change_call_s.append(call_s)
+        if isinstance(handle, Exception):
+            out.failures.append(f"{kind} {p.id} of {ev.id}: the call failed after {call_s:.1f} s: {handle!r}")
+            return
         try:
             result = await handle.result()
             if result.skipped_reason:
@@ -230,6 +240,7 @@ async def check(side: Simulator, settings: Settings, term: Term, out: Outcome) -
     twice = sorted(u for u in people if accounts[u] != 1)
     return {"events_right": len(term.events) - len(wrong), "events_wrong": wrong[:5],
             "people": len(people), "people_without_one_account": twice[:5], "failed_runs": out.failures[:5],
+            "failed_runs_count": len(out.failures),
             "term_ok": not wrong and not twice and not out.failures}
 
 
@@ -253,7 +264,7 @@ async def measure(client: Client, side: Simulator, settings: Settings, args: arg
                                     task_queue=queue, priority=Priority(priority_key=1),
                                     id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING)
     wall, out = await run_term(client, settings, term, args, say)
-    done = sorted(out.done_at.values())
+    done = sorted(out.done_at.values()) or [wall]
     result: dict[str, Any] = {
         "term_events": len(term.events), "term_participants": args.participants,
         "term_changes": len(term.changes()), "admit": args.admit,

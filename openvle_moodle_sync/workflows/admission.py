@@ -21,12 +21,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.client import Client
+from temporalio.common import Priority, WorkflowIDConflictPolicy
 from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.admission import AdmissionLine
 
 ADMISSION_WORKFLOW = "DeployAdmission"
+ADMISSION_PATCH = "deploy-admission"
+"""`workflow.patched` id of the wait in the line, in the entity that deploys (its runs from before deploy at once)."""
 ARRIVE_SIGNAL = "arrive"
 LEAVE_SIGNAL = "leave"
 LINE_QUERY = "line"
@@ -47,6 +51,15 @@ SIGNALS_PER_RUN = 1000
 def admission_id(task_queue: str) -> str:
     """The one DeployAdmission of a task queue."""
     return f"moodle-admission-{task_queue}"
+
+
+async def start_admission(client: Client, task_queue: str, limit: int = DEFAULT_LIMIT) -> None:
+    """Start the task queue's DeployAdmission unless it runs (each worker calls this at start-up). Its workflow
+    tasks go first (priority 1): the line must answer while the term's deployments fill the queue."""
+    await client.start_workflow(DeployAdmission.run, AdmissionState(limit=limit), id=admission_id(task_queue),
+                                task_queue=task_queue, priority=Priority(priority_key=1),
+                                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                                static_summary=f"Deployments admitted {limit} at a time on {task_queue}")
 
 
 @dataclass(frozen=True)
