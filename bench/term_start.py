@@ -161,7 +161,6 @@ class Outcome:
     done_at: dict[str, float] = field(default_factory=dict)
     """Event id -> seconds from the first start call to its deployment's result."""
     failures: list[str] = field(default_factory=list)
-    changes_done_at: float = 0.0
 
 
 async def run_term(client: Client, settings: Settings, term: Term, args: argparse.Namespace,
@@ -169,34 +168,33 @@ async def run_term(client: Client, settings: Settings, term: Term, args: argpars
     out = Outcome()
     t0 = time.perf_counter()
 
-    async def deploy(ev: Event) -> None:
-        call_s, handle = await _timed_call(lambda: starter.deploy_event(client, ev, settings=settings))
-        out.start_call_s.append(call_s)
+    async def run(label: str, make: Callable[[], Awaitable[Any]], calls: list[float]) -> Any:
+        """Make the call (timed), then wait for its operation's result; None when either failed."""
+        call_s, handle = await _timed_call(make)
+        calls.append(call_s)
         if isinstance(handle, Exception):
-            out.failures.append(f"deploy {ev.id}: the start call failed after {call_s:.1f} s: {handle!r}")
-            return
+            out.failures.append(f"{label}: the call failed after {call_s:.1f} s: {handle!r}")
+            return None
         try:
-            result = await handle.result()
-            if result.failed or result.done != len(ev.participants):
-                out.failures.append(f"{ev.id}: {result.done} done, {result.failed} failed")
+            return await handle.result()
         except Exception as error:  # a failed run is a finding, not the benchmark's end
-            out.failures.append(f"{ev.id}: {error}")
+            out.failures.append(f"{label}: {error}")
+            return None
+
+    async def deploy(ev: Event) -> None:
+        result = await run(f"deploy {ev.id}", lambda: starter.deploy_event(client, ev, settings=settings),
+                           out.start_call_s)
+        if result is not None and (result.failed or result.done != len(ev.participants)):
+            out.failures.append(f"deploy {ev.id}: {result.done} done, {result.failed} failed")
         out.done_at[ev.id] = time.perf_counter() - t0
 
     async def change(kind: str, ev: Event, p: Participant, at: float) -> None:
         await asyncio.sleep(max(0.0, at - (time.perf_counter() - t0)))
         send = starter.add_participant if kind == "add" else starter.remove_participant
-        call_s, handle = await _timed_call(lambda: send(client, ev, p, settings=settings))
-        out.change_call_s.append(call_s)
-        if isinstance(handle, Exception):
-            out.failures.append(f"{kind} {p.id} of {ev.id}: the call failed after {call_s:.1f} s: {handle!r}")
-            return
-        try:
-            result = await handle.result()
-            if result.skipped_reason:
-                out.failures.append(f"{kind} {p.id} of {ev.id}: skipped, {result.skipped_reason}")
-        except Exception as error:
-            out.failures.append(f"{kind} {p.id} of {ev.id}: {error}")
+        result = await run(f"{kind} {p.id} of {ev.id}", lambda: send(client, ev, p, settings=settings),
+                           out.change_call_s)
+        if result is not None and result.skipped_reason:
+            out.failures.append(f"{kind} {p.id} of {ev.id}: skipped, {result.skipped_reason}")
 
     changes = term.changes()
     gap = args.term_changes_over / max(1, len(changes))
