@@ -65,6 +65,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import moodle_load  # noqa: E402  (beside this script)
 import psutil  # noqa: E402
+import term_start  # noqa: E402  (bench/: this script's folder)
 from temporalio.api.enums.v1 import EventType as E  # noqa: E402
 from temporalio.api.enums.v1 import TaskQueueType  # noqa: E402
 from temporalio.api.taskqueue.v1 import RateLimit  # noqa: E402
@@ -586,6 +587,8 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     procs = {"worker": worker, side.name: side.proc}
     if temporal:
         procs["temporal"] = temporal
+    if args.term_start:
+        return await _term_start(client, side, settings, args, template_id, run_id, say, out, procs)
 
     # --- deploy ---
     result_runs: list[str] = []
@@ -818,6 +821,19 @@ async def beside(client: Client, side: MoodleSide, settings: Settings, args: arg
     return out
 
 
+async def _term_start(client: Client, side: MoodleSide, settings: Settings, args: argparse.Namespace,
+                      template_id: int, run_id: str, say: Callable[..., None], out: dict[str, Any],
+                      procs: dict[str, Proc]) -> dict[str, Any]:
+    """--term-start E (bench/term_start.py) instead of the single event's phases."""
+    out.update(await term_start.measure(client, side, settings, args, template_id, run_id, say))
+    out["worker_peak_rss_mb"] = round(procs["worker"].hwm_bytes() / MB, 1)
+    if "temporal" in procs:
+        out["temporal_server_peak_rss_mb"] = round(procs["temporal"].hwm_bytes() / MB, 1)
+    out["machine"] = machine()
+    stop_all()
+    return out
+
+
 async def _deploy(client: Client, pop: Population, settings: Settings, runs: list[str]) -> Any:
     handle = await starter.deploy_event(client, pop.event, settings=settings)
     runs.append(handle.id)
@@ -968,6 +984,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beside-delay", type=float, default=3.0,
                    help="seconds between the start of the large event and the small one (default 3)")
     moodle_load.add_arguments(p)
+    term_start.add_arguments(p)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds each phase may take")
     p.add_argument("--profile", default=None, help="directory for py-spy profiles of the workers (raw stacks)")
     p.add_argument("--workdir", default=None, help="keep the logs and the Temporal database here")
@@ -1013,6 +1030,9 @@ def main(argv: list[str] | None = None) -> int:
         stop_all()
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
+    if args.term_start:
+        print(json.dumps(out, indent=2) if args.json else term_start.table(out), file=result_out, flush=True)
+        return 0 if out["term_ok"] else 1
     print(json.dumps(out, indent=2) if args.json else table(out), file=result_out, flush=True)
     return 0 if out["deploy_ok"] and out["rerun_ok"] else 1
 

@@ -12,6 +12,13 @@ waiting for a Moodle connection gets it in its task's priority order (`moodle.ga
 The priority key (1 runs first, 5 last, 3 is Temporal's default) is the caller's choice, or by default
 by size: work of at most `SMALL_EVENT` participants (a workshop, one participant's change, an archive or
 a delete) goes before a large import.
+
+Round-robin between events is fair, not first come first served: a hundred events of one size started at
+once each get a hundredth of the worker and all finish near the end. So deployments go through an admission
+line first (`admission`, `workflows.admission`): a few at a time in the order they were asked for,
+a smaller event let past; the keys here share the worker between the admitted ones and every other run.
+
+`event_priority` is pure (no clock, no I/O): a workflow computes the Priority of a child run with it.
 """
 
 from __future__ import annotations
