@@ -26,6 +26,7 @@ from openvle_moodle_sync.moodle import MoodleClient, check_connection, client_fr
 from openvle_moodle_sync.settings import ConfigError, Settings, load_settings
 from openvle_moodle_sync.temporal_client import connect, ensure_search_attributes, exit_process
 from openvle_moodle_sync.workflows import ALL_WORKFLOWS
+from openvle_moodle_sync.workflows.admission import start_admission
 
 log = logging.getLogger("worker")
 
@@ -102,6 +103,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     client = await connect(settings)
     await ensure_search_attributes(client)
+    await start_admission(client, settings.temporal_task_queue)  # deployments in turn (workflows.admission)
     async with client_from_settings(settings) as moodle:
         await log_moodle_connection(settings, moodle)
         worker = build_worker(client, settings, moodle)

@@ -8,21 +8,14 @@ import time
 from typing import Any
 
 import pytest
-from temporalio import workflow
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.worker import Worker
 
 from fake_moodle import FakeMoodle
-from openvle_moodle_sync.activities.roster import RosterUpdate
+from openvle_moodle_sync import starter
 from openvle_moodle_sync.admission import AdmissionLine, size_class
-from openvle_moodle_sync.contracts import RECORD_SIGNAL
-from openvle_moodle_sync.fairness import SMALL_EVENT, event_priority
-from openvle_moodle_sync.models import Event, parse_event
+from openvle_moodle_sync.fairness import SMALL_EVENT
 from openvle_moodle_sync.settings import Settings
-from openvle_moodle_sync.workflows import DeployEvent, ids
-from openvle_moodle_sync.workflows.admission import AdmissionState, DeployAdmission, admission_id, admitted
-from openvle_moodle_sync.workflows.types import DeployInput, DeployResult
+from openvle_moodle_sync.workflows.admission import DeployAdmission, admission_id, start_admission
 from tests.conftest import make_event, running_worker
 
 
@@ -53,28 +46,9 @@ def test_a_waiting_event_may_leave_the_line() -> None:
         AdmissionLine(0)
 
 
-@workflow.defn(sandboxed=False)
-class StandInEntity:
-    """What the event's life does around a deployment: wait for its turn, deploy as a child, leave. It runs
-    under the life's id, where the deployment sends its roster update (ignored here)."""
-
-    @workflow.signal(name=RECORD_SIGNAL)
-    def record(self, update: RosterUpdate) -> None:
-        pass
-
-    @workflow.run
-    async def run(self, event: Event, deploy_queue: str) -> DeployResult:
-        async with admitted(event.id, len(event.participants)):
-            return await workflow.execute_child_workflow(
-                DeployEvent.run, DeployInput(event=event), id=ids.deploy_id(event.id, "test"), task_queue=deploy_queue,
-                priority=event_priority(event.id, len(event.participants)))
-
-
-async def deployed_at(client: Client, queue: str, event: dict[str, Any], settings: Settings, t0: float) -> float:
-    ev = parse_event(event)
-    result = await client.execute_workflow(StandInEntity.run, args=[ev, settings.temporal_task_queue],
-                                           id=ids.life_id(ev.id), task_queue=queue)
-    assert result.done == len(ev.participants) and not result.failed
+async def deployed_at(client: Client, event: dict[str, Any], settings: Settings, t0: float) -> float:
+    result = await (await starter.deploy_event(client, event, settings=settings)).result()
+    assert result.done == len(event["participants"]) and not result.failed
     return time.monotonic() - t0
 
 
@@ -84,27 +58,25 @@ async def test_deployments_go_in_turn_and_a_small_one_passes(client: Client, fak
     before the next (with every event deployed at once they all finish near the end); a small event started
     beside a large one is let past the line and finishes first."""
     fake.faults.latency_ms = 20  # each call takes a while: the deployments overlap
-    queue = f"{settings.temporal_task_queue}-entities"
-    async with running_worker(client, settings, fake), \
-            Worker(client, task_queue=queue, workflows=[StandInEntity, DeployAdmission]):
-        await client.start_workflow(DeployAdmission.run, AdmissionState(limit=1), id=admission_id(queue),
-                                    task_queue=queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    async with running_worker(client, settings, fake):
+        await start_admission(client, settings.temporal_task_queue, limit=1)
         t0 = time.monotonic()
         equal = [make_event(fake, participants=20) for _ in range(3)]
         runs = []
         for event in equal:
-            runs.append(asyncio.create_task(deployed_at(client, queue, event, settings, t0)))
+            runs.append(asyncio.create_task(deployed_at(client, event, settings, t0)))
             await asyncio.sleep(0.2)
         first, second, third = await asyncio.gather(*runs)
         assert first < second < third, (first, second, third)
         assert first < 0.6 * third, f"the first of three done at {first:.1f} s, the last at {third:.1f} s"
+        line = await client.get_workflow_handle(admission_id(settings.temporal_task_queue)).query(DeployAdmission.line)
+        assert line.running == {} and line.waiting == []  # each deployment left the line when it ended
 
         t0 = time.monotonic()
-        large = asyncio.create_task(deployed_at(client, queue, make_event(fake, participants=SMALL_EVENT + 300,
-                                                                   instructors=2),
-                                                settings, t0))
+        large = asyncio.create_task(deployed_at(client, make_event(fake, participants=SMALL_EVENT + 300,
+                                                                   instructors=2), settings, t0))
         await asyncio.sleep(1.5)  # the large event fills the queue
-        small = await deployed_at(client, queue, make_event(fake, participants=10), settings, t0)
+        small = await deployed_at(client, make_event(fake, participants=10), settings, t0)
         assert not large.done(), "the large event ended before the small one"
         large_s = await large
         assert small < 0.6 * large_s, f"small event done at {small:.1f} s, the large one at {large_s:.1f} s"

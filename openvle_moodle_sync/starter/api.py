@@ -28,7 +28,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from openvle_moodle_sync.activities.plan_types import EventPlan, PlanRequest
 from openvle_moodle_sync.contracts import OPERATION_SIGNAL, ErrorType
@@ -57,6 +57,10 @@ ParticipantLike = Participant | Mapping[str, Any]
 R = TypeVar("R")
 
 SETTLE_TIMEOUT = timedelta(seconds=10)
+
+POLL_FIRST_S, POLL_MAX_S = 0.02, 2.0
+"""How a handle waits for an operation that has not started yet: at once at first (a lone operation starts
+within tens of ms), then less and less often (a term's hundred handles must not keep a busy server busier)."""
 
 
 # --- refusals ---------------------------------------------------------------------------------------------
@@ -103,7 +107,12 @@ async def _check(client: Client, event_id: str, kind: OperationKind, *, reopen: 
     """Raise `EventStateError` when ``kind`` makes no sense for the event as the server holds it, once the
     operations already queued have run. Where the record is not current (an operation still on its way to the
     worker), the event's life checks when it takes the operation up."""
-    record = await read_life(client, event_id)
+    try:
+        record = await read_life(client, event_id)
+    except RPCError as error:
+        if _passing(error):
+            return  # a busy server: no check here; the life checks when it takes the operation up
+        raise
     if record is None:
         state, since, deployed_before = LifeState.NOT_DEPLOYED, None, False
     elif not record.current or record.view is None:
@@ -133,13 +142,13 @@ class OperationHandle(WorkflowHandle[Any, R], Generic[R]):
 
     async def result(self, *, follow_runs: bool = True, rpc_metadata: Mapping[str, str | bytes] = {},
                      rpc_timeout: timedelta | None = None) -> R:
-        target, polls = self.id, 0
+        target, pause = self.id, POLL_FIRST_S
         while True:
             try:
                 result = await self._client.get_workflow_handle(target, result_type=self._result_type).result(
                     follow_runs=follow_runs, rpc_metadata=rpc_metadata, rpc_timeout=rpc_timeout)
             except RPCError as error:
-                if not is_workflow_not_found(error):
+                if not (is_workflow_not_found(error) or _passing(error)):
                     raise
             except WorkflowFailureError:
                 await self._settled(target)
@@ -147,30 +156,47 @@ class OperationHandle(WorkflowHandle[Any, R], Generic[R]):
             else:
                 await self._settled(target)
                 return result
-            record = await read_life(self._client, self.event_id)
-            life = record.view if record else None
+            # Not started yet (the life starts it when it is its turn), or the server was slow to answer.
+            life = await _life_or_none(self._client, self.event_id)
             view = life.find(target) if life else None
             if life is not None and view is not None and view.state == OperationState.REFUSED:
                 raise _refused_view(view, life)
             if view is not None and view.joined:  # joined, or replaced: follow to the run that answers
                 target = view.joined
                 continue
-            # Not started yet: the life starts it within a workflow task when it is its turn. Look often at
-            # first (a lone operation starts within tens of ms), then every half second.
-            polls += 1
-            await asyncio.sleep(0.02 if polls < 50 else 0.5)
-
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, POLL_MAX_S)
 
     async def _settled(self, target: str) -> None:
         """Wait (a moment, at most SETTLE_TIMEOUT) until the event's life has taken the operation's end into
         its state, so that what the caller does next sees it (the roster, the event's state)."""
-        deadline = asyncio.get_running_loop().time() + SETTLE_TIMEOUT.total_seconds()
+        deadline, pause = asyncio.get_running_loop().time() + SETTLE_TIMEOUT.total_seconds(), POLL_FIRST_S
         while asyncio.get_running_loop().time() < deadline:
-            record = await read_life(self._client, self.event_id)
-            current = record.view.current if record and record.view else None
-            if current is None or current.workflow_id != target:
+            life = await _life_or_none(self._client, self.event_id)
+            if life is not None and (life.current is None or life.current.workflow_id != target):
                 return
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, POLL_MAX_S)
+
+
+PASSING_RPC_STATUSES = frozenset({RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE,
+                                  RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.CANCELLED})
+"""Answers of a busy or restarting server: the same call may go through a moment later."""
+
+
+def _passing(error: RPCError) -> bool:
+    return error.status in PASSING_RPC_STATUSES
+
+
+async def _life_or_none(client: Client, event_id: str) -> LifeView | None:
+    """The life's memo; None when it has none yet or the server did not answer in time (ask again later)."""
+    try:
+        record = await read_life(client, event_id)
+    except RPCError as error:
+        if _passing(error):
+            return None
+        raise
+    return record.view if record else None
 
 
 def _refused_view(view: OperationView, life: LifeView) -> EventStateError:

@@ -29,8 +29,6 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.admission import AdmissionLine
 
 ADMISSION_WORKFLOW = "DeployAdmission"
-ADMISSION_PATCH = "deploy-admission"
-"""`workflow.patched` id of the wait in the line, in the entity that deploys (its runs from before deploy at once)."""
 ARRIVE_SIGNAL = "arrive"
 LEAVE_SIGNAL = "leave"
 LINE_QUERY = "line"

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from . import ids
+from .admission import admitted
 from .archive import ArchiveEvent
 from .change import ChangeParticipant
 from .common import describe
@@ -180,11 +181,12 @@ class EventLife:
             event = op.event if op.kind == OperationKind.DEPLOY else life.event
             assert event is not None  # refusal() lets a rerun through only when a deployment was asked
             life.event, life.last_deploy = event, op.workflow_id
-            deployed: DeployResult = await self._child(
-                DeployEvent.run, DeployInput(event=event, allow_mass_removal=op.allow_mass_removal,
-                                             roster=dict(self._roster),
-                                             show_course=op.reopen and life.state == LifeState.ARCHIVED),
-                op, f"Deploy event {event_id} ({event.name}) to Moodle", len(event.participants))
+            async with admitted(event_id, len(event.participants)):  # a few deployments at a time, in turn
+                deployed: DeployResult = await self._child(
+                    DeployEvent.run, DeployInput(event=event, allow_mass_removal=op.allow_mass_removal,
+                                                 roster=dict(self._roster),
+                                                 show_course=op.reopen and life.state == LifeState.ARCHIVED),
+                    op, f"Deploy event {event_id} ({event.name}) to Moodle", len(event.participants))
             life.course_id = deployed.course_id if deployed.course_id is not None else life.course_id
             return deployed.skipped_reason or f"{deployed.done} of {deployed.total} participants done"
         if op.kind in (OperationKind.ADD, OperationKind.REMOVE):
