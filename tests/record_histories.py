@@ -29,6 +29,7 @@ from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.workflows import PlanEvent, ids
+from openvle_moodle_sync.workflows.admission import admission_id, start_admission
 from openvle_moodle_sync.workflows.patches import PATCHES
 from tests.conftest import (
     EXTENDED_TOKEN,
@@ -68,6 +69,7 @@ def history_file(scenario: str, patches: set[str]) -> Path:
 
 
 async def save(client: Client, workflow_id: str, scenario: str, *, parent: str | None = None) -> None:
+    """Store the run's history (of a run still going, such as the admission line, as far as it went)."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     patches = patches_of(history)
     if parent is not None:  # a child takes its code path from its parent's patches
@@ -217,6 +219,7 @@ async def main() -> None:
     fake = FakeMoodle(token=TOKEN)
     settings = make_settings(moodle_delete_course_on_event_delete=True)
     async with running_worker(client, settings, fake):
+        await start_admission(client, settings.temporal_task_queue)  # deployments through the line, as in production
         await record_lifecycle(client, fake, settings)
         await record_overlaps(client, fake, settings)
         await record_failed_participant(client, fake, settings)
@@ -231,6 +234,7 @@ async def main() -> None:
         delete = await starter.delete_event(client, event, settings=keeping)
         await delete.result()
         await save(client, delete.id, "delete_kept")
+    await save(client, admission_id(settings.temporal_task_queue), "deploy_admission")
     disabled = make_settings(moodle_enabled=False, moodle_url="", moodle_token="")
     async with running_worker(client, disabled, fake):
         deploy = await starter.deploy_event(client, make_event(fake, 2, event_id="rec-4"), settings=disabled)
