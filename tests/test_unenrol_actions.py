@@ -16,8 +16,8 @@ from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.activities.roster import RosterEntry
 from openvle_moodle_sync.contracts import ErrorType
+from openvle_moodle_sync.failures import root_cause
 from openvle_moodle_sync.settings import Settings
-from openvle_moodle_sync.workflows.common import root_cause
 from tests.conftest import (
     EXTENDED_TOKEN,
     TOKEN,

@@ -14,10 +14,11 @@ with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.types import EnrolInput, EnsureUserInput
     from openvle_moodle_sync.contracts import PROGRESS_QUERY
+    from openvle_moodle_sync.failures import describe_failure
     from openvle_moodle_sync.models import Participant, Role
 
 from . import summaries
-from .common import describe, is_configuration_error, per_user
+from .common import is_configuration_error, per_user
 from .types import BatchInput, BatchResult, ParticipantOutcome, SubtaskState
 
 BATCH_SIZE = 500
@@ -80,7 +81,8 @@ async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutc
         except ActivityError as error:
             if is_configuration_error(error):
                 raise
-            message, kind = describe(error)
+            failure = describe_failure(error)
+            message, kind = failure.message, failure.type
             outcome.state, outcome.error, outcome.error_type = SubtaskState.FAILED, f"{p.label}: {message}", kind
         finally:
             if p.role == Role.STUDENT:

@@ -9,12 +9,13 @@ from typing import NotRequired, TypedDict, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.errors import is_configuration_error_type
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.types import CourseRef, SyncConfig
+    from openvle_moodle_sync.failures import describe_failure
 
 
 T = TypeVar("T")
@@ -99,23 +100,6 @@ def slow(config: SyncConfig) -> ActivityOptions:
     }
 
 
-def root_cause(error: BaseException) -> BaseException:
-    """The innermost failure of an activity or child workflow error."""
-    while isinstance(error, (ActivityError, ChildWorkflowError)) and error.cause is not None:
-        error = error.cause
-    return error
-
-
-def describe(error: BaseException) -> tuple[str, str]:
-    """(message, type) of a failure, as shown to operators."""
-    cause = root_cause(error)
-    if isinstance(cause, ApplicationError):
-        return cause.message, cause.type or "ApplicationError"
-    if isinstance(cause, FailureError):
-        return cause.message, type(cause).__name__
-    return str(cause), type(cause).__name__
-
-
 async def with_root_cause(work: Awaitable[T], doing: str) -> T:
     """``work``'s result; an activity or child workflow failure ends the run as `as_run_failure`: the root
     cause (Moodle's words, not "Activity task failed") in the run's failure, the UI's first line."""
@@ -127,11 +111,10 @@ async def with_root_cause(work: Awaitable[T], doing: str) -> T:
 
 def as_run_failure(error: BaseException, doing: str) -> ApplicationError:
     """A failure of the whole run that shows the real cause at the top, where the UI shows it first."""
-    message, kind = describe(error)
-    return ApplicationError(f"{doing} failed: {message}", type=kind, non_retryable=True)
+    failure = describe_failure(error)
+    return ApplicationError(f"{doing} failed: {failure.message}", type=failure.type, non_retryable=True)
 
 
 def is_configuration_error(error: BaseException) -> bool:
     """A bad token, a missing function, a wrong URL: no participant can succeed, stop the run."""
-    cause = root_cause(error)
-    return isinstance(cause, ApplicationError) and is_configuration_error_type(cause.type)
+    return is_configuration_error_type(describe_failure(error).type)

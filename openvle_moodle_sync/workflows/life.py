@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         PROGRESS_QUERY,
         RECORD_SIGNAL,
     )
+    from openvle_moodle_sync.failures import describe_failure
     from openvle_moodle_sync.fairness import event_priority
     from openvle_moodle_sync.lifecycle import (
         LifeState,
@@ -41,7 +42,6 @@ from . import ids
 from .admission import admitted
 from .archive import ArchiveEvent
 from .change import ChangeParticipant
-from .common import describe
 from .delete import DeleteEvent
 from .deploy import DeployEvent
 from .types import (
@@ -166,7 +166,8 @@ class EventLife:
             view.state = OperationState.COMPLETED
             self._reach(state_after(op.kind, life.state))
         except ChildWorkflowError as error:
-            message, kind = describe(error)
+            failure = describe_failure(error)
+            message, kind = failure.message, failure.type
             view.state, view.failure, view.failure_type = OperationState.FAILED, message, kind
             view.next_step = next_step(kind, op.kind, life.event_id,
                                        configuration_error=is_configuration_error_type(kind))

@@ -29,12 +29,12 @@ from temporalio.worker import Worker
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.contracts import ErrorType
+from openvle_moodle_sync.failures import root_cause
 from openvle_moodle_sync.moodle import MoodleClient, MoodleError
 from openvle_moodle_sync.moodle.check import check_connection, missing_for_action_message
 from openvle_moodle_sync.moodle.errors import MoodleApiError
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.worker import build_worker
-from openvle_moodle_sync.workflows.common import root_cause
 from tests.conftest import without_participant
 from tests.live.conftest import (
     LIVE,
