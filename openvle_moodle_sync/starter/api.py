@@ -179,9 +179,9 @@ class OperationHandle(WorkflowHandle[Any, R], Generic[R]):
             pause = min(pause * 1.5, POLL_MAX_S)
 
 
-PASSING_RPC_STATUSES = frozenset({RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE,
-                                  RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.CANCELLED})
-"""Answers of a busy or restarting server: the same call may go through a moment later."""
+PASSING_RPC_STATUSES = frozenset({RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED})
+"""Answers of a busy server: the same call may go through a moment later. (A server that does not answer at
+all is said to the caller: `temporal_errors` words it.)"""
 
 
 def _passing(error: RPCError) -> bool:

@@ -172,9 +172,9 @@ class EventLife:
             view.next_step = next_step(kind, op.kind, life.event_id,
                                        configuration_error=is_configuration_error_type(kind))
             self._after_failed_deploy(op, error)
-        finally:
-            self._current = None
-            self._end(view)
+        # Not in a `finally`: a run evicted from the worker's cache is closed mid-await, outside its event loop.
+        self._current = None
+        self._end(view)
 
     async def _run_child(self, op: Operation) -> str:
         life, event_id = self._life, self._life.event_id
