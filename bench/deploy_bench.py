@@ -383,14 +383,6 @@ async def history_lengths(client: Client, queue: str, runs: Sequence[tuple[str, 
     return lengths
 
 
-def _pct(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    values = sorted(values)
-    at = lambda q: round(values[min(len(values) - 1, int(q * len(values)))], 1)  # noqa: E731
-    return {"p50": at(0.5), "p90": at(0.9), "max": round(values[-1], 1), "n": len(values)}
-
-
 async def fetch_histories(client: Client, runs: Sequence[tuple[str, str | None]]) -> list[WorkflowHistory]:
     """The histories of (workflow id, run id) runs, in order."""
     return [await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
@@ -445,10 +437,10 @@ def timing(histories: Sequence[WorkflowHistory]) -> dict[str, Any]:
         running += step
         last = t
     return {
-        "activity_queue_wait_ms": {k: _pct(v) for k, v in sorted(waits.items())},
-        "activity_run_ms": {k: _pct(v) for k, v in sorted(runs_ms.items())},
-        "workflow_task_queue_wait_ms": _pct(wft_wait),
-        "workflow_task_run_ms": _pct(wft_run),
+        "activity_queue_wait_ms": {k: term_start.pct(v, digits=1) for k, v in sorted(waits.items())},
+        "activity_run_ms": {k: term_start.pct(v, digits=1) for k, v in sorted(runs_ms.items())},
+        "workflow_task_queue_wait_ms": term_start.pct(wft_wait, digits=1),
+        "workflow_task_run_ms": term_start.pct(wft_run, digits=1),
         "avg_activities_running": round(area / (span[1] - span[0]), 1) if span[1] > span[0] else None,
         "history_span_s": round(span[1] - span[0], 2) if span[1] > span[0] else None,
     }

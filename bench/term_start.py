@@ -136,12 +136,13 @@ async def precreate(moodle: MoodleClient, people: Sequence[Participant]) -> None
 
 # --- the run ----------------------------------------------------------------------------------------------
 
-def pct(values: Sequence[float]) -> dict[str, float] | None:
+def pct(values: Sequence[float], digits: int = 3) -> dict[str, float] | None:
+    """p50, p90 and the largest of ``values`` (None for none), to ``digits`` decimals."""
     if not values:
         return None
     ordered = sorted(values)
-    at = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)  # noqa: E731
-    return {"p50": at(0.5), "p90": at(0.9), "max": round(ordered[-1], 3), "n": len(ordered)}
+    at = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], digits)  # noqa: E731
+    return {"p50": at(0.5), "p90": at(0.9), "max": round(ordered[-1], digits), "n": len(ordered)}
 
 
 async def _timed_call(make: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:

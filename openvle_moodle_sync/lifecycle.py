@@ -65,41 +65,53 @@ def _when(since: str | None) -> str:
     return f" on {since[:19].replace('T', ' ')} UTC" if since else ""
 
 
+_WHY: dict[tuple[LifeState, OperationKind | None], str] = {
+    (LifeState.NOT_DEPLOYED, OperationKind.RERUN): "has no deployment to re-run",
+    (LifeState.NOT_DEPLOYED, OperationKind.ARCHIVE): "has no Moodle course to archive",
+    (LifeState.NOT_DEPLOYED, None): "is not deployed to Moodle, so its participants cannot change there",
+    (LifeState.ARCHIVED, OperationKind.DEPLOY): "a deploy would enrol its students again in its hidden course",
+    (LifeState.ARCHIVED, OperationKind.RERUN): "its last deployment is over",
+    (LifeState.ARCHIVED, None): "its course is hidden and its students are gone, so its participants cannot change",
+    (LifeState.DELETED, OperationKind.DEPLOY): "a deploy would bring it back",
+    (LifeState.DELETED, OperationKind.RERUN): "its last deployment is over",
+    (LifeState.DELETED, OperationKind.ARCHIVE): "there is nothing left to archive",
+    (LifeState.DELETED, None): "its participants cannot change",
+}
+"""Why an operation (None: any other) makes no sense in a state."""
+
+_ANSWER: dict[LifeState, tuple[ErrorType, str, str]] = {
+    LifeState.NOT_DEPLOYED: (ErrorType.EVENT_NOT_DEPLOYED, "{event} {why}.",
+                             f"Deploy it first ({CLI} deploy --event EVENT.json); changes asked while it deploys "
+                             "apply after it."),
+    LifeState.ARCHIVED: (ErrorType.EVENT_ARCHIVED, "{event} was archived{when}: {why}.",
+                         f"To start its life again, {REOPEN_HINT}: the course is shown again and Moodle converges "
+                         "on the list."),
+    LifeState.DELETED: (ErrorType.EVENT_DELETED, "{event} was deleted{when}: {why}.",
+                        f"To start its life again, {REOPEN_HINT}: a deleted course is copied anew from the "
+                        "template."),
+}
+"""Per state: the failure type, the words and the next step of a refusal."""
+
+
+def allowed(kind: OperationKind, state: LifeState, *, reopen: bool = False, deployed_before: bool = True) -> bool:
+    """Whether ``kind`` applies to an event in ``state``. ``deployed_before``: a deployment of the event was
+    asked before (a rerun repeats it)."""
+    if kind == OperationKind.DELETE or state == LifeState.DEPLOYED:
+        return True  # deleting is always possible; an event never deployed has nothing to delete
+    if state == LifeState.NOT_DEPLOYED:
+        return kind == OperationKind.DEPLOY or (kind == OperationKind.RERUN and deployed_before)
+    # archived or deleted: a deploy that reopens starts the life again; archiving again changes nothing
+    return (kind == OperationKind.DEPLOY and reopen) or (kind, state) == (OperationKind.ARCHIVE, LifeState.ARCHIVED)
+
+
 def refusal(kind: OperationKind, state: LifeState, *, event_id: str, since: str | None = None,
             reopen: bool = False, deployed_before: bool = True) -> Refusal | None:
-    """Why ``kind`` cannot apply to an event in ``state`` (None: it can). ``deployed_before``: a deployment
-    of the event was asked before (a rerun repeats it)."""
-    ev = f"Event {event_id}"
-    if kind == OperationKind.DELETE:
-        return None  # deleting is always possible; an event never deployed has nothing to delete
-    if state == LifeState.NOT_DEPLOYED:
-        if kind == OperationKind.DEPLOY or (kind == OperationKind.RERUN and deployed_before):
-            return None
-        what = {OperationKind.RERUN: "has no deployment to re-run",
-                OperationKind.ARCHIVE: "has no Moodle course to archive",
-                }.get(kind, "is not deployed to Moodle, so its participants cannot change there")
-        return Refusal(ErrorType.EVENT_NOT_DEPLOYED, f"{ev} {what}.",
-                       f"Deploy it first ({CLI} deploy --event EVENT.json); changes asked while it deploys apply "
-                       "after it.")
-    if state == LifeState.DEPLOYED:
+    """Why ``kind`` cannot apply to an event in ``state`` (None: it can; see `allowed`)."""
+    if allowed(kind, state, reopen=reopen, deployed_before=deployed_before):
         return None
-    if kind == OperationKind.DEPLOY and reopen:
-        return None
-    if kind == OperationKind.ARCHIVE and state == LifeState.ARCHIVED:
-        return None  # archiving again changes nothing and says so
-    if state == LifeState.ARCHIVED:
-        what = {OperationKind.DEPLOY: "a deploy would enrol its students again in its hidden course",
-                OperationKind.RERUN: "its last deployment is over",
-                }.get(kind, "its course is hidden and its students are gone, so its participants cannot change")
-        return Refusal(ErrorType.EVENT_ARCHIVED, f"{ev} was archived{_when(since)}: {what}.",
-                       f"To start its life again, {REOPEN_HINT}: the course is shown again and Moodle converges "
-                       "on the list.")
-    what = {OperationKind.DEPLOY: "a deploy would bring it back",
-            OperationKind.RERUN: "its last deployment is over",
-            OperationKind.ARCHIVE: "there is nothing left to archive",
-            }.get(kind, "its participants cannot change")
-    return Refusal(ErrorType.EVENT_DELETED, f"{ev} was deleted{_when(since)}: {what}.",
-                   f"To start its life again, {REOPEN_HINT}: a deleted course is copied anew from the template.")
+    error_type, words, step = _ANSWER[state]
+    why = _WHY.get((state, kind)) or _WHY[(state, None)]
+    return Refusal(error_type, words.format(event=f"Event {event_id}", when=_when(since), why=why), step)
 
 
 def state_after(kind: OperationKind, state: LifeState) -> LifeState:

@@ -36,15 +36,7 @@ from openvle_moodle_sync.moodle.errors import MoodleApiError
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.worker import build_worker
 from tests.conftest import without_participant
-from tests.live.conftest import (
-    LIVE,
-    PASSWORD,
-    WRITE_FUNCTIONS,
-    Live,
-    MailLog,
-    RecordingTransport,
-    live_settings,
-)
+from tests.live.conftest import LIVE, PASSWORD, WRITE_FUNCTIONS, Live, MailLog, RecordingTransport, live_settings
 
 EXTENDED = os.environ.get("MOODLE_TEST_EXTENDED_TOKEN", "").strip()
 PG_DSN = os.environ.get("MOODLE_TEST_PG_DSN", "").strip()
