@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck
+from hypothesis import settings as run_settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
@@ -329,7 +331,7 @@ def machine_for(harness: Harness, action: UnenrolAction) -> type[EventLifeMachin
 
 
 def check(harness: Harness, action: UnenrolAction, examples: int, steps: int) -> None:
-    run_state_machine_as_test(machine_for(harness, action), settings=settings(
+    run_state_machine_as_test(machine_for(harness, action), settings=run_settings(
         max_examples=examples, stateful_step_count=steps, deadline=None, derandomize=False,
         suppress_health_check=list(HealthCheck)))
 
