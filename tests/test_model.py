@@ -124,7 +124,8 @@ class Model:
             changed = self._give(pid, role)
             if (changed and not was_enrolled) or pid in self.roster:
                 self.roster[pid] = (role, False)
-        if held:
+        if held:  # a deploy that failed after making the course leaves the event deployed (EventLife)
+            self.state = LifeState.DEPLOYED
             return False
         for pid in leaving:
             self._take_away(pid)
