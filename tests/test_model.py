@@ -29,11 +29,11 @@ from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli
+from openvle_moodle_sync.failures import root_cause
 from openvle_moodle_sync.lifecycle import LifeState
 from openvle_moodle_sync.settings import Settings, UnenrolAction
 from openvle_moodle_sync.starter.progress import read_life
 from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
-from openvle_moodle_sync.workflows.common import root_cause
 from tests.conftest import EXTENDED_TOKEN, TOKEN, make_event, make_person, make_settings, roster_entries, running_worker
 
 T = TypeVar("T")
