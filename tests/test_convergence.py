@@ -304,7 +304,8 @@ async def test_the_life_continues_as_new_and_keeps_its_roster_and_queue(client: 
     event_id = f"cx-{uuid.uuid4().hex[:8]}"
     roster = {f"p-{i}": RosterEntry(i, "student") for i in range(50)}
     total = 2 * OPERATIONS_PER_RUN + 5
-    ops = [Operation(op_id=f"op{i}", kind=OperationKind.ADD, workflow_id=ids.participant_id(event_id, "x", f"op{i}"),
+    ops = [Operation(op_id=f"op{i}", kind=OperationKind.ADD,
+                     workflow_id=ids.operation_id(OperationKind.ADD, event_id, f"op{i}", "x"),
                      participant=parse_participant(make_person({"id": event_id}, "x")), moodle_course_id=2)
            for i in range(total)]
     handle = await client.start_workflow(EventLife.run, LifeInput(event_id=event_id, roster=roster, queue=ops[:5]),

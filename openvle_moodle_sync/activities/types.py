@@ -97,6 +97,8 @@ class EnsureUserInput:
 
 @dataclass(frozen=True)
 class FindUsersInput:
+    """A deployment's bulk look-up: the accounts of every key, a hundred a call."""
+
     keys: list[MatchKey]
     match_field: MatchField
     """The run's MOODLE_USER_MATCH_FIELD."""
@@ -193,6 +195,8 @@ class UnenrolInput:
 
 @dataclass(frozen=True)
 class FindUserInput:
+    """One participant's account, for a removal (None when Moodle has none)."""
+
     participant: Participant
     match_field: MatchField
     """The run's MOODLE_USER_MATCH_FIELD."""

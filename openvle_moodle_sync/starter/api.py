@@ -220,15 +220,17 @@ async def _send(client: Client, event_id: str, settings: Settings | None, op: Op
     )
 
 
-async def _operate(client: Client, event_id: str, kind: OperationKind, workflow_id: Any, result_type: type[R],
+async def _operate(client: Client, event_id: str, kind: OperationKind, result_type: type[R],
                    settings: Settings | None, *, priority: int | None, reopen: bool = False,
-                   **fields: Any) -> OperationHandle[R]:
+                   participant: Participant | None = None, **fields: Any) -> OperationHandle[R]:
     if priority is not None:
         event_priority(event_id, 1, priority)  # a priority out of range is refused before anything is sent
     await _check(client, event_id, kind, reopen=reopen)
     op_id = uuid.uuid4().hex[:10]
-    op = Operation(op_id=op_id, kind=kind, workflow_id=workflow_id(op_id), asked_at=datetime.now(UTC).isoformat(),
-                   reopen=reopen, priority=priority, **fields)
+    op = Operation(op_id=op_id, kind=kind, workflow_id=ids.operation_id(kind, event_id, op_id,
+                                                                      participant.id if participant else None),
+                   asked_at=datetime.now(UTC).isoformat(), reopen=reopen, priority=priority, participant=participant,
+                   **fields)
     await _send(client, event_id, settings, op)
     return OperationHandle(client, op.workflow_id, result_type=result_type, event_id=event_id, op_id=op_id)
 
@@ -254,9 +256,8 @@ async def deploy_event(client: Client, event: EventLike, *, settings: Settings |
     >>> (await handle.result()).course_id
     """
     ev = parse_event(event)
-    return await _operate(client, ev.id, OperationKind.DEPLOY, lambda op: ids.deploy_id(ev.id, op), DeployResult,
-                          settings, priority=priority, reopen=reopen, event=ev,
-                          allow_mass_removal=allow_mass_removal)
+    return await _operate(client, ev.id, OperationKind.DEPLOY, DeployResult, settings, priority=priority,
+                          reopen=reopen, event=ev, allow_mass_removal=allow_mass_removal)
 
 
 async def plan_event(client: Client, event: EventLike, *, settings: Settings | None = None) -> EventPlan:
@@ -282,8 +283,8 @@ async def plan_event(client: Client, event: EventLike, *, settings: Settings | N
 async def _change(client: Client, kind: OperationKind, event: EventLike, participant: ParticipantLike,
                   settings: Settings | None, priority: int | None) -> OperationHandle[ChangeResult]:
     ev, p = parse_event(event), parse_participant(participant)
-    return await _operate(client, ev.id, kind, lambda op: ids.participant_id(ev.id, p.id, op), ChangeResult,
-                          settings, priority=priority, participant=p, moodle_course_id=ev.moodle_course_id)
+    return await _operate(client, ev.id, kind, ChangeResult, settings, priority=priority, participant=p,
+                          moodle_course_id=ev.moodle_course_id)
 
 
 async def add_participant(client: Client, event: EventLike, participant: ParticipantLike, *,
@@ -323,8 +324,8 @@ async def archive_event(client: Client, event: EventLike, *, settings: Settings 
     >>> await (await archive_event(client, event)).result()
     """
     event_id, course = event_ref(event)
-    return await _operate(client, event_id, OperationKind.ARCHIVE, lambda op: ids.archive_id(event_id, op),
-                          ArchiveResult, settings, priority=priority, moodle_course_id=course)
+    return await _operate(client, event_id, OperationKind.ARCHIVE, ArchiveResult, settings, priority=priority,
+                          moodle_course_id=course)
 
 
 async def delete_event(client: Client, event: EventLike, *, settings: Settings | None = None,
@@ -336,8 +337,8 @@ async def delete_event(client: Client, event: EventLike, *, settings: Settings |
     >>> (await (await delete_event(client, event)).result()).deleted
     """
     event_id, course = event_ref(event)
-    return await _operate(client, event_id, OperationKind.DELETE, lambda op: ids.delete_id(event_id, op),
-                          DeleteResult, settings, priority=priority, moodle_course_id=course)
+    return await _operate(client, event_id, OperationKind.DELETE, DeleteResult, settings, priority=priority,
+                          moodle_course_id=course)
 
 
 async def rerun_deployment(client: Client, event_id: str, *, settings: Settings | None = None,
@@ -348,8 +349,7 @@ async def rerun_deployment(client: Client, event_id: str, *, settings: Settings 
 
     >>> await (await rerun_deployment(client, "42")).result()
     """
-    return await _operate(client, event_id, OperationKind.RERUN, lambda op: ids.deploy_id(event_id, op),
-                          DeployResult, settings, priority=priority)
+    return await _operate(client, event_id, OperationKind.RERUN, DeployResult, settings, priority=priority)
 
 
 async def get_progress(client: Client, event_id: str) -> DeploymentProgress:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from temporalio.common import SearchAttributeKey
 
+from openvle_moodle_sync.lifecycle import OperationKind
+
 EVENT_ID_ATTRIBUTE = SearchAttributeKey.for_keyword("OpenVLEEventId")
 """Search attribute on every run, so operators find an event's runs in the Temporal UI."""
 
@@ -17,20 +19,22 @@ def life_id(event_id: str) -> str:
     return f"moodle-event-{event_id}"
 
 
+OPERATION_PREFIX = {OperationKind.DEPLOY: "moodle-deploy", OperationKind.RERUN: "moodle-deploy",
+                    OperationKind.ADD: "moodle-participant", OperationKind.REMOVE: "moodle-participant",
+                    OperationKind.ARCHIVE: "moodle-archive", OperationKind.DELETE: "moodle-delete"}
+"""The start of the id of the child workflow that carries out each kind of operation (the UI's rows)."""
+
+
+def operation_id(kind: OperationKind, event_id: str, op: str, participant: str | None = None) -> str:
+    """The child workflow of one operation: ``op`` is the operation's own id, ``participant`` whom an add or
+    remove is about (``moodle-participant-<event>-<participant>-<op>``)."""
+    about = f"{event_id}-{participant}" if participant else event_id
+    return f"{OPERATION_PREFIX[kind]}-{about}-{op}"
+
+
 def deploy_id(event_id: str, op: str) -> str:
-    return f"moodle-deploy-{event_id}-{op}"
-
-
-def participant_id(event_id: str, participant: str, op: str) -> str:
-    return f"moodle-participant-{event_id}-{participant}-{op}"
-
-
-def archive_id(event_id: str, op: str) -> str:
-    return f"moodle-archive-{event_id}-{op}"
-
-
-def delete_id(event_id: str, op: str) -> str:
-    return f"moodle-delete-{event_id}-{op}"
+    """A deployment of the event (a deploy or a rerun)."""
+    return operation_id(OperationKind.DEPLOY, event_id, op)
 
 
 def batch_id(deploy_workflow_id: str, phase: str, index: int) -> str:
