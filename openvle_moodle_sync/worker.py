@@ -66,6 +66,16 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
     }
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The workflow sandbox of the worker, and of the replays of stored histories (the same, so a replay
+    tests what runs). It re-imports a workflow's modules for every run unless they are passed through: this
+    package's modules hold no state that a run could change (constants, types, pure functions), and every
+    workflow change is checked by replaying the stored histories, so they are passed through and a new run
+    (each operation of an event's life is one) costs no re-import."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("openvle_moodle_sync"))
+
+
 def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Worker:
     """The worker with every workflow and activity; at most MOODLE_MAX_CONCURRENCY Moodle calls at once.
 
@@ -78,12 +88,7 @@ def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Wo
         workflows=ALL_WORKFLOWS,
         activities=build_activities(client, moodle, settings),
         interceptors=[CallPriority()],  # a call waiting for a Moodle connection keeps its task's priority
-        # The sandbox re-imports a workflow's modules for every run unless they are passed through. This
-        # package's modules hold no state that a run could change (constants, types, pure functions), and
-        # every workflow change is checked by replaying the stored histories: pass them through, so that a
-        # new run (each operation of an event's life is one) costs no re-import.
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("openvle_moodle_sync")),
+        workflow_runner=workflow_runner(),
         **worker_tuning(settings),
     )
 

@@ -10,6 +10,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from openvle_moodle_sync.temporal_client import data_converter
+from openvle_moodle_sync.worker import workflow_runner
 from openvle_moodle_sync.workflows import ALL_WORKFLOWS, DeployBatch
 from tests.conftest import make_settings
 from tests.record_histories import history_file, patches_of
@@ -39,7 +40,8 @@ def recorded(path: Path) -> WorkflowHistory:
 
 @pytest.mark.parametrize("history", [recorded(p) for p in HISTORIES], ids=[p.stem for p in HISTORIES])
 async def test_history_replays(history: WorkflowHistory) -> None:
-    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=data_converter(make_settings()))
+    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=data_converter(make_settings()),
+                        workflow_runner=workflow_runner())
     await replayer.replay_workflow(history)
 
 

@@ -144,7 +144,7 @@ async def test_token_is_in_no_history_and_no_log(processes: Processes, temporal_
     course_id = assert_deployed(state, {**event, "participants": final})
     assert course_id == deployed.course_id
     calls = state["calls_by_function"]
-    assert calls.get("core_user_create_users", 0) >= 9 and calls.get("enrol_manual_unenrol_users", 0) >= 2
+    assert calls.get("core_user_create_users", 0) >= 1 and calls.get("enrol_manual_unenrol_users", 0) >= 1
 
     # Every history of the run: the event's life, two deployments (one failed), the participant changes,
     # archive, delete.
