@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from temporalio import workflow
@@ -117,10 +118,8 @@ class EventLife:
         return self._taken >= OPERATIONS_PER_RUN or workflow.info().is_continue_as_new_suggested()
 
     def _carried(self) -> LifeInput:
-        life = self._life
-        return LifeInput(event_id=life.event_id, state=life.state, since=life.since, course_id=life.course_id,
-                         event=life.event, roster=self._roster, queue=self._queue, recent=self._recent,
-                         last_deploy=life.last_deploy)
+        """The input of the next run: the life's facts as they are now, with the roster, queue and recent."""
+        return replace(self._life, roster=self._roster, queue=self._queue, recent=self._recent)
 
     # --- receiving operations ---------------------------------------------------------------------------
 
