@@ -19,7 +19,7 @@ from temporalio import activity
 
 from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.models import Participant, course_idnumber
-from openvle_moodle_sync.moodle.client import EnrolledUser, MoodleClient, RoleAssignment, User
+from openvle_moodle_sync.moodle.client import FORM_FIELDS_PER_CALL, EnrolledUser, MoodleClient, RoleAssignment, User
 from openvle_moodle_sync.moodle.errors import InvalidParameterError, MoodlePHPError, MoodleWarningsError
 from openvle_moodle_sync.settings import MatchField, Settings
 
@@ -46,8 +46,9 @@ from .types import (
 
 log = logging.getLogger("activities")
 
-LOOKUP_BATCH = 100
-"""Participants per bulk core_user_get_users_by_field call (two spellings of an email each: 200 values)."""
+LOOKUP_BATCH = FORM_FIELDS_PER_CALL // 2
+"""Participants per bulk core_user_get_users_by_field call (two spellings of an email each, one field a
+value): a deployment of 1,000 looks its people up in 3 calls."""
 
 LOOKUPS_AT_ONCE = 4
 """Bulk look-up calls in flight at once, so a large event's look-up leaves Moodle room for other work."""

@@ -21,7 +21,7 @@ from temporalio import activity
 
 from openvle_moodle_sync.contracts import ErrorType
 from openvle_moodle_sync.moodle.check import available_functions, missing_for_action, missing_for_action_message
-from openvle_moodle_sync.moodle.client import Enrolment, MoodleClient, RoleAssignment
+from openvle_moodle_sync.moodle.client import FORM_FIELDS_PER_CALL, Enrolment, MoodleClient, RoleAssignment
 from openvle_moodle_sync.moodle.errors import InvalidParameterError
 from openvle_moodle_sync.settings import UnenrolAction
 
@@ -31,10 +31,6 @@ from .reads import enrolled_users, roles_of
 from .types import UnenrolInput, WithdrawInput, WithdrawResult, WithdrawUsersInput
 
 log = logging.getLogger("activities")
-
-FORM_FIELDS_PER_CALL = 900
-"""PHP drops the form fields of a request past its max_input_vars (1,000 by default), silently: a write call
-stays below that, with the token, the function and the format besides."""
 
 WITHDRAW_BATCH = FORM_FIELDS_PER_CALL // 5
 """People per suspend (roleid, userid, courseid, suspend, timestart) or role-removal call."""

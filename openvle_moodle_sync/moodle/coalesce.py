@@ -23,9 +23,10 @@ were mailed and rolled back (seen on the lab). Such calls are therefore shaped s
 alone: accounts are checked first (blank names, Moodle's email syntax, the same username or address twice
 in one call or in a call in flight; the usernames and addresses Moodle already holds, asked in the same
 connection just before), and anything at risk goes in a call of its own, where it fails before any mail,
-as it did before coalescing. They are also kept small and few at once (`MAILING_CREATE_BATCH`), which bounds
-what a database failure in the middle of them can roll back after mailing. Enrolment welcome mails go through Moodle's
-message API, which holds them until the transaction commits: a failed enrolment call mails nobody.
+as it did before coalescing. They also go few at once and small (`mailing_batch`): a database failure in the
+middle of them re-mails no more accounts than one-account calls on every connection could. Enrolment
+welcome mails go through Moodle's message API, which holds them until the transaction commits: a failed
+enrolment call mails nobody.
 """
 
 from __future__ import annotations
@@ -63,15 +64,20 @@ LINGER_S = 1.5
 QUIET_S ago), it goes on waiting, at most LINGER_S in all: activities reach a worker one task at a time, and a
 deployment's enrolments trickle in as its accounts are made. A lone call does not linger."""
 
-MAILING_CREATE_BATCH = 5
-"""Accounts per core_user_create_users call when Moodle mails their passwords (createpassword). Moodle mails
-each account as it creates it, so a call that fails in its middle (Moodle's database gone, say) has mailed
-the accounts before it and rolled them back: their retry mails them again, at most 4 per call. A worker has
-at most `MAILING_STREAMS` such calls in flight: the accounts screened together go in calls of this size, two
-at a time, and the next screening waits for them (N=1000 on the simulator: 100 calls for 500 accounts)."""
-
 MAILING_STREAMS = 2
 """Calls of one screened batch in flight at once, on connections free at that moment."""
+
+
+def mailing_batch(connections: int, batch_size: int) -> int:
+    """Accounts per core_user_create_users call when Moodle mails their passwords (createpassword).
+
+    Moodle mails each account as it creates it, so a call that fails in its middle (Moodle's database gone,
+    say) has mailed the accounts before the failure and rolled them back: their retry mails them again. A
+    worker has at most `MAILING_STREAMS` such calls in flight, so calls of ``connections // MAILING_STREAMS``
+    accounts put at most MOODLE_MAX_CONCURRENCY accounts at risk at once: what one-account calls on every
+    connection put at risk before coalescing (20 by default: 10 a call)."""
+    return max(1, min(batch_size, connections // MAILING_STREAMS))
+
 
 SCREENING_CALLS = 2
 """Look-ups that screen accounts Moodle will mail (by username, by email): a batch of at most 3 is sent one
@@ -222,6 +228,7 @@ class Coalescer:
         self._send = send
         self._gate = gate
         self.batch_size = batch_size
+        self.mailing_batch = mailing_batch(gate.limit, batch_size)
         self._window_s = window_s
         self._quiet_s = quiet_s
         self._linger_s = linger_s
@@ -285,11 +292,12 @@ class Coalescer:
                 del self._lanes[key]
 
     async def _gather(self, lane: _Lane) -> None:
-        """Wait the window for company, and longer while company keeps coming (see `LINGER_S`)."""
+        """Wait the window for company, and longer while company keeps coming (see `LINGER_S`), until a full
+        call's items wait (a caller's own batch, such as a bulk look-up, goes at once)."""
         await asyncio.sleep(self._window_s)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._linger_s
-        while len(lane.waiting()) < self.batch_size and loop.time() < deadline:
+        while sum(len(r.items) for r in lane.waiting()) < self.batch_size and loop.time() < deadline:
             now = loop.time()
             streaming = len(lane.arrivals) == 2 and lane.arrivals[0] > now - self._linger_s
             if not streaming or lane.arrivals[-1] < now - self._quiet_s:  # a lone call, or company stopped
@@ -328,7 +336,7 @@ class Coalescer:
                     groups = [[r] for r in batch]
                 else:
                     clean, at_risk = await self._screen_accounts(batch)
-                    groups = [*_chunks(clean, MAILING_CREATE_BATCH), *([r] for r in at_risk)]
+                    groups = [*_chunks(clean, self.mailing_batch), *([r] for r in at_risk)]
             else:
                 groups = [batch]
             await self._answer_all(lane, groups)

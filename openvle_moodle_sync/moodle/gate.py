@@ -33,6 +33,7 @@ class PriorityGate:
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError("a gate needs at least one place")
+        self.limit = limit
         self._free = limit
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._arrival = itertools.count()
