@@ -672,10 +672,14 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     floor_worker.stop()
 
     # --- the plain ways ---
-    if real:
-        seq_side, seq_pop = side, make_population(f"s{run_id}", n, template_id)
-    else:
-        seq_side, seq_pop = await start_simulator("moodle-sim-sequential", args.latency_ms, log_dir), pop
+    async def plain_side(way: str, prefix: str) -> tuple[MoodleSide, Population]:
+        """Where a plain way runs: on a real Moodle, the same site with people of its own (``prefix``); on the
+        simulator, a simulator of its own (stopped after it) with the deployment's people."""
+        if real:
+            return side, make_population(f"{prefix}{run_id}", n, template_id)
+        return await start_simulator(f"moodle-sim-{way}", args.latency_ms, log_dir), pop
+
+    seq_side, seq_pop = await plain_side("sequential", "s")
     async with seq_side.client(settings) as moodle:
         await precreate(moodle, seq_pop)
         say(f"sequential loop ({min(n, args.sequential_sample)} of {n} participants) ...")
@@ -686,10 +690,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         seq_side.proc.stop()
 
     if real or not args.no_saturation:
-        if real:
-            sat_side, sat_pop = side, make_population(f"c{run_id}", n, template_id)
-        else:
-            sat_side, sat_pop = await start_simulator("moodle-sim-saturation", args.latency_ms, log_dir), pop
+        sat_side, sat_pop = await plain_side("saturation", "c")
         async with sat_side.client(settings) as moodle:
             await precreate(moodle, sat_pop)
             say(f"saturation: the same calls from a pool of {conc} ...")

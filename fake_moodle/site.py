@@ -244,8 +244,7 @@ class Site:
             self._user_courses.setdefault(user_id, set()).add(course_id)
             self._log(lambda: self.unenrol(course_id, user_id))
         else:
-            before = (set(enrolment.roles), enrolment.suspended, enrolment.timestart, enrolment.timeend)
-            self._log(lambda: self._restore(enrolment, *before))
+            self._remember(enrolment)
         enrolment.suspended = suspended
         enrolment.timestart = timestart
         enrolment.timeend = timeend
@@ -266,8 +265,7 @@ class Site:
         if enrolment is None:
             self.stray_roles.setdefault((course_id, user_id), set()).add(role_id)
             return
-        before = (set(enrolment.roles), enrolment.suspended, enrolment.timestart, enrolment.timeend)
-        self._log(lambda: self._restore(enrolment, *before))
+        self._remember(enrolment)
         enrolment.roles.add(role_id)
         if role_id == EDITING_TEACHER:
             self._teachers.setdefault(course_id, set()).add(user_id)
@@ -278,11 +276,15 @@ class Site:
         if enrolment is None:
             self.stray_roles.get((course_id, user_id), set()).discard(role_id)
             return
-        before = (set(enrolment.roles), enrolment.suspended, enrolment.timestart, enrolment.timeend)
-        self._log(lambda: self._restore(enrolment, *before))
+        self._remember(enrolment)
         enrolment.roles.discard(role_id)
         if role_id == EDITING_TEACHER:
             self._teachers.get(course_id, set()).discard(user_id)
+
+    def _remember(self, enrolment: Enrolment) -> None:
+        """Log how to undo the changes about to be made to the enrolment (its roles, status and times)."""
+        before = (set(enrolment.roles), enrolment.suspended, enrolment.timestart, enrolment.timeend)
+        self._log(lambda: self._restore(enrolment, *before))
 
     def _restore(self, enrolment: Enrolment, roles: set[int], suspended: bool, start: int, end: int) -> None:
         enrolment.roles = roles

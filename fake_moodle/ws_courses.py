@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -355,36 +356,16 @@ def duplicate_course(site: Site, params: dict[str, Any]) -> dict[str, Any]:
     if taken is not None:
         raise _shortname_taken(taken.fullname)
     now = site.now()
-    copy = Course(
-        site.next_course_id,
-        params["shortname"],
-        params["fullname"],
-        cat_id,
+    # The source's settings under the new names, category and visibility (add_course gives it its place).
+    copy = dataclasses.replace(
+        source,
+        id=site.next_course_id,
+        shortname=params["shortname"],
+        fullname=params["fullname"],
+        category_id=cat_id,
         idnumber="",
-        summary=source.summary,
-        summaryformat=source.summaryformat,
-        format=source.format,
-        showgrades=source.showgrades,
-        newsitems=source.newsitems,
-        startdate=source.startdate,
-        enddate=source.enddate,
-        numsections=source.numsections,
-        maxbytes=source.maxbytes,
-        showreports=source.showreports,
         visible=1 if params["visible"] else 0,
-        hiddensections=source.hiddensections,
-        coursedisplay=source.coursedisplay,
-        groupmode=source.groupmode,
-        groupmodeforce=source.groupmodeforce,
-        defaultgroupingid=source.defaultgroupingid,
-        enablecompletion=source.enablecompletion,
-        completionnotify=source.completionnotify,
-        lang=source.lang,
-        theme=source.theme,
-        timecreated=source.timecreated,
-        timemodified=source.timemodified,
         cacherev=now,
-        manual_enrol=source.manual_enrol,
     )
     with site.transaction():
         site.add_course(copy)

@@ -18,6 +18,7 @@ from typing import Annotated, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -55,6 +56,14 @@ def check_event_id(value: str) -> str:
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
+def _int_as_text(value: object) -> object:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Id = Annotated[NonEmpty, BeforeValidator(_int_as_text)]
+"""An event's or a participant's id: text, also when the backend sends a number (``7`` is ``"7"``)."""
+
+
 class Role(StrEnum):
     STUDENT = "student"
     INSTRUCTOR = "instructor"
@@ -65,17 +74,12 @@ class Participant(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    id: NonEmpty = Field(max_length=100)
+    id: Id = Field(max_length=100)
     username: NonEmpty
     email: NonEmpty
     first_name: NonEmpty = Field(max_length=NAME_MAX)
     last_name: NonEmpty = Field(max_length=NAME_MAX)
     role: Role
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("username")
     @classmethod
@@ -113,18 +117,13 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    id: NonEmpty
+    id: Id
     name: NonEmpty = Field(max_length=COURSE_FULLNAME_MAX)
     slug: NonEmpty = Field(max_length=COURSE_SHORTNAME_MAX)
     moodle_course_id: int | None = Field(gt=0)
     """The environment's template course; ``None`` (JSON ``null``) means the event has no Moodle mapping."""
     participants: list[Participant]
     """Everyone of the event; ``[]`` when nobody is registered yet (it must be given, even empty)."""
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("id")
     @classmethod

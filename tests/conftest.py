@@ -141,6 +141,12 @@ async def add_moodle_user(fake: FakeMoodle, *, username: str, email: str, firstn
     return fake.site.users[created["id"]]
 
 
+async def enrol_by_hand(fake: FakeMoodle, course_id: int, user_ids: list[int], role_id: int) -> None:
+    """Enrolments made in Moodle by other means than this service (by an admin, over REST)."""
+    async with moodle_for(fake, make_settings()) as moodle:
+        await moodle.enrol_users([{"roleid": role_id, "userid": u, "courseid": course_id} for u in user_ids])
+
+
 async def add_moodle_course(fake: FakeMoodle, *, shortname: str, fullname: str, categoryid: int = 1) -> Any:
     async with moodle_for(fake, make_settings()) as moodle:
         (created,) = await moodle.create_courses([{"shortname": shortname, "fullname": fullname,

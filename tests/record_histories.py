@@ -35,10 +35,10 @@ from tests.conftest import (
     EXTENDED_TOKEN,
     TOKEN,
     add_moodle_user,
+    enrol_by_hand,
     make_event,
     make_person,
     make_settings,
-    moodle_for,
     running_worker,
     start_dev_server,
     without_participant,
@@ -181,8 +181,7 @@ async def record_add_of_someone_enrolled(client: Client, fake: FakeMoodle, setti
     person = make_person(event, "teacher")
     account = await add_moodle_user(fake, username=person["username"], email=person["email"],
                                     firstname="By", lastname="Hand")
-    async with moodle_for(fake, settings) as moodle:
-        await moodle.enrol_users([{"roleid": 3, "userid": account.id, "courseid": deployed.course_id or 0}])
+    await enrol_by_hand(fake, deployed.course_id or 0, [account.id], role_id=3)
     add = await starter.add_participant(client, event, person, settings=settings)
     await add.result()
     await save(client, add.id, "change_add_found_enrolled")

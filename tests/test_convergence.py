@@ -27,11 +27,11 @@ from openvle_moodle_sync.workflows.types import LifeInput, Operation
 from openvle_moodle_sync.workflows.withdraw import PEOPLE_PER_ACTIVITY
 from tests.conftest import (
     add_moodle_user,
+    enrol_by_hand,
     eventually,
     make_event,
     make_person,
     make_settings,
-    moodle_for,
     roster_entries,
     running_worker,
 )
@@ -170,8 +170,7 @@ async def test_people_enrolled_by_other_means_are_never_taken_away(client: Clien
     other = await add_moodle_user(fake, username=listed_by_hand["username"], email=listed_by_hand["email"],
                                   firstname="Listed", lastname="ByHand")
     assert first.course_id is not None
-    async with moodle_for(fake, settings) as moodle:
-        await moodle.enrol_users([{"roleid": 5, "userid": u.id, "courseid": first.course_id} for u in (hand, other)])
+    await enrol_by_hand(fake, first.course_id, [hand.id, other.id], role_id=5)
     await (await starter.deploy_event(client, event, settings=settings)).result()
     assert "p-3" not in await roster_entries(client, event["id"])
 
@@ -206,8 +205,7 @@ async def test_an_add_that_only_changes_a_role_keeps_the_roster_as_it_was(client
     teacher = make_person(event, "teacher")
     account = await add_moodle_user(fake, username=teacher["username"], email=teacher["email"],
                                     firstname="By", lastname="Hand")
-    async with moodle_for(fake, settings) as moodle:
-        await moodle.enrol_users([{"roleid": 3, "userid": account.id, "courseid": first.course_id}])
+    await enrol_by_hand(fake, first.course_id, [account.id], role_id=3)
     added = await (await starter.add_participant(client, event, teacher, settings=settings)).result()
     assert added.applied[0].changed and added.applied[0].found_enrolled
     # A student the service enrolled, added again as an instructor: still the service's, with the new role.

@@ -33,10 +33,6 @@ def enrol(p: Participant) -> str:
     return f"enrol {who(p)} as {p.role}"
 
 
-def unenrol(p: Participant) -> str:
-    return f"unenrol {who(p)}"
-
-
 def withdraw(participant: str, action: str) -> str:
     """``participant``: "<id> <username>" where known, else the participant id."""
     return f"take away {participant} ({action})"
