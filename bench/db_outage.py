@@ -49,7 +49,7 @@ async def main(args: argparse.Namespace) -> int:
         queue = f"db-outage-{uuid.uuid4().hex[:6]}"
         env = worker_env(moodle_url=lab.url, token=lab.token, temporal_address=temporal.address, task_queue=queue,
                          moodle_sync_timeout="60", moodle_retry_max_interval=str(args.retry_max_interval),
-                         moodle_max_concurrency="20")
+                         moodle_max_concurrency=str(args.max_concurrency), moodle_batch_size=str(args.batch_size))
         Processes.worker(procs, env)
         for run in range(1, args.runs + 1):
             result = await one_run(client, lab, queue, args.participants, args.outage_s, run, reset=True)
@@ -82,6 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--outage-s", type=float, default=30.0)
     parser.add_argument("--retry-max-interval", type=float, default=10.0,
                         help="the worker's MOODLE_RETRY_MAX_INTERVAL (default 10: retries every 10 s at most)")
+    parser.add_argument("--max-concurrency", type=int, default=20, help="the worker's MOODLE_MAX_CONCURRENCY")
+    parser.add_argument("--batch-size", type=int, default=100,
+                        help="the worker's MOODLE_BATCH_SIZE (1: one Moodle call per participant, as before coalescing)")
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
 

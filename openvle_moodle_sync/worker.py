@@ -80,8 +80,9 @@ def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Wo
     """The worker with every workflow and activity; at most MOODLE_MAX_CONCURRENCY Moodle calls at once.
 
     The activities' per-user writes and look-ups made at about the same moment go to Moodle as shared calls
-    of at most MOODLE_BATCH_SIZE items (`moodle.coalesce`)."""
-    moodle = moodle.coalescing(settings.moodle_batch_size)
+    of at most MOODLE_BATCH_SIZE items (`moodle.coalesce`); MOODLE_BATCH_SIZE=1 makes one call per activity."""
+    if settings.moodle_batch_size > 1:
+        moodle = moodle.coalescing(settings.moodle_batch_size)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,

@@ -151,7 +151,7 @@ async def one_run(client: Client, lab: Lab, queue: str, n: int, outage_s: float,
             progress = await starter.get_progress(client, event["id"])
         except RPCError:  # a query the busy worker did not answer in time: ask again
             continue
-        if progress.done >= n // 10 or progress.state != "running":
+        if progress.done >= n // 10 or progress.state not in ("not started", "running"):  # or it ended
             done_at_stop = progress.done
             break
         await asyncio.sleep(0.2)
