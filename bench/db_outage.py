@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the worker's MOODLE_RETRY_MAX_INTERVAL (default 10: retries every 10 s at most)")
     parser.add_argument("--max-concurrency", type=int, default=20, help="the worker's MOODLE_MAX_CONCURRENCY")
     parser.add_argument("--batch-size", type=int, default=100,
-                        help="the worker's MOODLE_BATCH_SIZE (1: one Moodle call per participant, as before coalescing)")
+                        help="the worker's MOODLE_BATCH_SIZE (1: one Moodle call per participant)")
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
 

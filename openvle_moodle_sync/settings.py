@@ -151,7 +151,8 @@ class Settings(BaseSettings):
         20, description="Moodle calls one worker keeps in flight at most (its concurrent activities)"
     )
     moodle_batch_size: int = Field(
-        BATCH_SIZE_DEFAULT, description="Items (accounts, enrolments, look-up values) per coalesced Moodle call (1: no coalescing)"
+        BATCH_SIZE_DEFAULT,
+        description="Items (accounts, enrolments, look-up values) per coalesced Moodle call (1: no coalescing)",
     )
     moodle_course_timeout: float = Field(
         600.0, description="Timeout for duplicating or deleting one course, in seconds (large courses are slow)"

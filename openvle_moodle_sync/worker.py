@@ -76,13 +76,17 @@ def workflow_runner() -> SandboxedWorkflowRunner:
         restrictions=SandboxRestrictions.default.with_passthrough_modules("openvle_moodle_sync"))
 
 
+def activities_client(moodle: MoodleClient, settings: Settings) -> MoodleClient:
+    """The client the activities call Moodle with: coalescing, unless MOODLE_BATCH_SIZE=1 (one call each)."""
+    return moodle.coalescing(settings.moodle_batch_size) if settings.moodle_batch_size > 1 else moodle
+
+
 def build_worker(client: Client, settings: Settings, moodle: MoodleClient) -> Worker:
     """The worker with every workflow and activity; at most MOODLE_MAX_CONCURRENCY Moodle calls at once.
 
     The activities' per-user writes and look-ups made at about the same moment go to Moodle as shared calls
-    of at most MOODLE_BATCH_SIZE items (`moodle.coalesce`); MOODLE_BATCH_SIZE=1 makes one call per activity."""
-    if settings.moodle_batch_size > 1:
-        moodle = moodle.coalescing(settings.moodle_batch_size)
+    of at most MOODLE_BATCH_SIZE items (`moodle.coalesce`)."""
+    moodle = activities_client(moodle, settings)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,

@@ -23,6 +23,7 @@ from openvle_moodle_sync.moodle.coalesce import (
 )
 from openvle_moodle_sync.moodle.gate import call_priority
 from openvle_moodle_sync.settings import ConfigError
+from openvle_moodle_sync.worker import activities_client
 
 from .conftest import make_settings, moodle_for
 
@@ -259,3 +260,12 @@ async def test_simulator_mails_passwords_of_a_batch_it_rolls_back_but_no_welcome
         await direct.enrol_users([{"roleid": STUDENT, "userid": student, "courseid": course},
                                   {"roleid": STUDENT, "userid": 999_999, "courseid": course}])
     assert not [m for m in fake.site.messages if m.kind == "welcome"] and student not in fake.site.enrolled(course)
+
+
+@pytest.mark.parametrize(("batch_size", "coalesced"), [(1, False), (2, True), (100, True)])
+async def test_a_batch_size_of_one_turns_coalescing_off(direct: MoodleClient, batch_size: int,
+                                                        coalesced: bool) -> None:
+    moodle = activities_client(direct, make_settings(moodle_batch_size=batch_size))
+    assert (moodle.coalescer is not None) is coalesced
+    if coalesced:
+        assert moodle.coalescer is not None and moodle.coalescer.batch_size == batch_size
