@@ -73,10 +73,11 @@ def mailing_batch(connections: int, batch_size: int) -> int:
 
     Moodle mails each account as it creates it, so a call that fails in its middle (Moodle's database gone,
     say) has mailed the accounts before the failure and rolled them back: their retry mails them again. A
-    worker has at most `MAILING_STREAMS` such calls in flight, so calls of ``connections // MAILING_STREAMS``
-    accounts put at most MOODLE_MAX_CONCURRENCY accounts at risk at once: what one-account calls on every
-    connection put at risk before coalescing (20 by default: 10 a call)."""
-    return max(1, min(batch_size, connections // MAILING_STREAMS))
+    worker has at most `MAILING_STREAMS` such calls in flight, of a quarter of MOODLE_MAX_CONCURRENCY each
+    (5 by default): at most half as many accounts at risk at once as one-account calls on every connection.
+    Larger calls save Moodle calls but re-mail more in an outage, and slow a small event beside a large one
+    (bench/RESULTS.md, database outage)."""
+    return max(1, min(batch_size, connections // (2 * MAILING_STREAMS)))
 
 
 SCREENING_CALLS = 2
