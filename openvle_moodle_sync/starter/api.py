@@ -28,7 +28,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from openvle_moodle_sync.activities.plan_types import EventPlan, PlanRequest
 from openvle_moodle_sync.contracts import OPERATION_SIGNAL, ErrorType
@@ -50,7 +50,7 @@ from openvle_moodle_sync.workflows.types import (
 )
 
 from .progress import DeploymentNotFound, DeploymentProgress, read_life, read_progress
-from .temporal_errors import is_workflow_not_found
+from .temporal_errors import is_busy, is_workflow_not_found
 
 EventLike = Event | Mapping[str, Any]
 ParticipantLike = Participant | Mapping[str, Any]
@@ -110,7 +110,7 @@ async def _check(client: Client, event_id: str, kind: OperationKind, *, reopen: 
     try:
         record = await read_life(client, event_id)
     except RPCError as error:
-        if _passing(error):
+        if is_busy(error):
             return  # a busy server: no check here; the life checks when it takes the operation up
         raise
     if record is None:
@@ -148,7 +148,7 @@ class OperationHandle(WorkflowHandle[Any, R], Generic[R]):
                 result = await self._client.get_workflow_handle(target, result_type=self._result_type).result(
                     follow_runs=follow_runs, rpc_metadata=rpc_metadata, rpc_timeout=rpc_timeout)
             except RPCError as error:
-                if not (is_workflow_not_found(error) or _passing(error)):
+                if not (is_workflow_not_found(error) or is_busy(error)):
                     raise
             except WorkflowFailureError:
                 await self._settled(target)
@@ -179,21 +179,12 @@ class OperationHandle(WorkflowHandle[Any, R], Generic[R]):
             pause = min(pause * 1.5, POLL_MAX_S)
 
 
-PASSING_RPC_STATUSES = frozenset({RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED})
-"""Answers of a busy server: the same call may go through a moment later. (A server that does not answer at
-all is said to the caller: `temporal_errors` words it.)"""
-
-
-def _passing(error: RPCError) -> bool:
-    return error.status in PASSING_RPC_STATUSES
-
-
 async def _life_or_none(client: Client, event_id: str) -> LifeView | None:
     """The life's memo; None when it has none yet or the server did not answer in time (ask again later)."""
     try:
         record = await read_life(client, event_id)
     except RPCError as error:
-        if _passing(error):
+        if is_busy(error):
             return None
         raise
     return record.view if record else None

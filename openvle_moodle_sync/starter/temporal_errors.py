@@ -39,6 +39,15 @@ def is_unreachable(error: RPCError) -> bool:
     return error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
 
 
+def is_busy(error: RPCError) -> bool:
+    """True when a busy server did not take the call in time: the same call may go through a moment later.
+    The SDK's own ``rpc_timeout`` ends a call as CANCELLED "Timeout expired", the server's deadline as
+    DEADLINE_EXCEEDED; RESOURCE_EXHAUSTED is a server shedding load."""
+    if error.status == RPCStatusCode.CANCELLED:
+        return "timeout" in error.message.lower()
+    return error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED)
+
+
 def scheme_fix(address: str) -> str:
     """What to write instead of an address with a scheme (``http://host:port``)."""
     bare = address.split("://", 1)[-1].rstrip("/")
