@@ -16,6 +16,8 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from openvle_moodle_sync.moodle import MoodleDatabaseError
+from openvle_moodle_sync.moodle.coalesce import MAILING_STREAMS, mailing_batch
+from openvle_moodle_sync.settings import Settings
 from tests.live.conftest import LIVE, Live
 from tests.live.db_outage import Lab, one_run
 from tests.proc import processes_in, worker_env
@@ -39,3 +41,7 @@ async def test_database_outage_in_the_middle_of_a_deployment(temporal_env: Workf
         result = await one_run(temporal_env.client, lab, queue, 120, 30.0, 1, prefix=live.prefix)
     assert result["ok"], result
     assert result["retries_by_cause"].get(MoodleDatabaseError.__name__, 0) > 0, result  # the outage was hit
+    # Passwords mailed again: at most the accounts of the two mailing calls in flight (docs/workflows.md).
+    at_risk = MAILING_STREAMS * mailing_batch(Settings.model_fields["moodle_max_concurrency"].default,
+                                              Settings.model_fields["moodle_batch_size"].default)
+    assert result["account_mails_twice"] <= at_risk, result
