@@ -348,6 +348,7 @@ LONG_RUN = os.environ.get("MODEL_TEST_LONG", "").strip() not in ("", "0")
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(40 * 60)  # each action runs 10-15 min: past the suite's 600 s per test
 @pytest.mark.skipif(not LONG_RUN, reason="the long model run (about 50 min) runs with MODEL_TEST_LONG=1")
 @pytest.mark.parametrize("action", list(UnenrolAction))
 def test_event_life_follows_the_model_long(harness: Harness, action: UnenrolAction) -> None:
