@@ -22,6 +22,7 @@ from openvle_moodle_sync import starter
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.starter import DeploymentProgress
 from openvle_moodle_sync.starter.cli import run as cli_run
+from openvle_moodle_sync.starter.progress import NOT_STARTED
 from openvle_moodle_sync.temporal_client import data_converter
 from openvle_moodle_sync.workflows import DeployEvent
 from tests.conftest import make_settings
@@ -57,7 +58,7 @@ async def wait_until_partly_done(client: Client, event_id: str, *, at_least: int
             progress = await starter.get_progress(client, event_id)
         except starter.DeploymentNotFound:
             progress = None
-        if progress is not None and progress.state != "not started":  # the life has not started it yet
+        if progress is not None and progress.state != NOT_STARTED:  # the life has not started it yet
             assert progress.state == "running", f"finished before the crash: {progress.state} {progress.done}"
             if progress.done >= at_least:
                 assert progress.done < progress.total

@@ -13,7 +13,7 @@ from temporalio.service import RPCError
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.starter import cli
-from openvle_moodle_sync.starter.progress import _asked, _recorded
+from openvle_moodle_sync.starter.progress import NOT_STARTED, _asked, _recorded
 from openvle_moodle_sync.workflows import DeployEvent
 from tests.conftest import add_moodle_user, eventually, make_event, make_settings, running_worker
 
@@ -45,7 +45,7 @@ async def test_no_worker_answers_within_seconds_from_the_record(client: Client, 
     assert time.monotonic() - started < 10
     # No worker has taken the deploy up: the event's life holds it, not started.
     assert progress.worker_polling is False and progress.source == "life"
-    assert (progress.state, progress.total, progress.done, progress.task_queue) == ("not started", 0, 0, queue)
+    assert (progress.state, progress.total, progress.done, progress.task_queue) == (NOT_STARTED, 0, 0, queue)
     assert f"No worker polls task queue {queue!r}" in (progress.message or "")
     assert "openvle-moodle-sync-worker" in (progress.next_step or "") and f"TEMPORAL_TASK_QUEUE={queue}" in (
         progress.next_step or "")

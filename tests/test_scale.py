@@ -11,6 +11,7 @@ from temporalio.client import Client
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.settings import Settings
+from openvle_moodle_sync.starter.progress import NOT_STARTED
 from openvle_moodle_sync.workflows.batch import BATCH_SIZE
 from tests.conftest import make_event
 
@@ -25,7 +26,7 @@ async def test_large_event_uses_small_histories_and_reports_progress(client: Cli
     seen_partial = False
     while True:
         progress = await starter.get_progress(client, event["id"])
-        if progress.state == "not started":  # the event's life has not started the deployment yet
+        if progress.state == NOT_STARTED:  # the event's life has not started the deployment yet
             await asyncio.sleep(0.1)
             continue
         assert progress.total == n and len(progress.participants) == n

@@ -97,7 +97,7 @@ class EnsureUserInput:
 
 @dataclass(frozen=True)
 class FindUsersInput:
-    """A deployment's bulk look-up: the accounts of every key, a hundred a call."""
+    """A deployment's bulk look-up: the accounts of every key, `LOOKUP_BATCH` people a call."""
 
     keys: list[MatchKey]
     match_field: MatchField

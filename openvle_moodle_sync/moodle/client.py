@@ -57,6 +57,7 @@ FORM_FIELDS_PER_CALL = 900
 """PHP drops the form fields of a request past its max_input_vars (1,000 by default), silently: a call stays
 below that, with the token, the function and the format besides."""
 
+
 class Course(TypedDict, total=False):
     id: int
     shortname: str

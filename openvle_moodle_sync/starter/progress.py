@@ -138,6 +138,12 @@ class PendingActivity:
     last_failure: str | None = None
 
 
+NOT_STARTED = "not started"
+"""`DeploymentProgress.state` while the event's life has not started the deployment (it waits its turn)."""
+RUNNING = "running"
+"""`DeploymentProgress.state` of a deployment under way; any other state is one it ended in."""
+
+
 @dataclass
 class DeploymentProgress:
     """What `get_progress` returns and ``progress --json`` prints: a deployment and one subtask per
@@ -146,8 +152,9 @@ class DeploymentProgress:
     workflow_id: str
     event_id: str
     kind: str = "deploy"
-    state: str = "running"
-    """``running``, ``completed``, ``failed``, ``terminated``, ``canceled``, ``timed out``, ``continued as new``."""
+    state: str = RUNNING
+    """`NOT_STARTED`, `RUNNING`, ``completed``, ``failed``, ``terminated``, ``canceled``, ``timed out``,
+    ``continued as new``."""
     stage: str = "starting"
     course_id: int | None = None
     total: int = 0
@@ -237,7 +244,7 @@ async def read_progress(client: Client, event_id: str) -> DeploymentProgress:
             if not is_workflow_not_found(error):
                 raise
     if description is None:  # no deployment has started yet: the life alone (what is queued, refused...)
-        waiting = DeploymentProgress(workflow_id=deploy_id or "", event_id=event_id, state="not started",
+        waiting = DeploymentProgress(workflow_id=deploy_id or "", event_id=event_id, state=NOT_STARTED,
                                       stage="waiting for its turn" if deploy_id else "no deployment",
                                       source="life", task_queue=record.task_queue)
         waiting.worker_polling = await worker_polling(client, record.task_queue)
@@ -536,5 +543,6 @@ def _count(progress: DeploymentProgress) -> None:
     progress.stopped = counts[SubtaskState.STOPPED]
 
 
-__all__ = ["DeploymentNotFound", "DeploymentProgress", "LifeRecord", "ParticipantProgress", "PendingActivity",
-           "RunFailure", "next_step", "read_life", "read_progress", "worker_polling"]
+__all__ = ["NOT_STARTED", "RUNNING", "DeploymentNotFound", "DeploymentProgress", "LifeRecord",
+           "ParticipantProgress", "PendingActivity", "RunFailure", "next_step", "read_life", "read_progress",
+           "worker_polling"]

@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.models import course_idnumber
 from openvle_moodle_sync.moodle import MoodleClient
+from openvle_moodle_sync.starter.progress import NOT_STARTED, RUNNING
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -151,7 +152,7 @@ async def one_run(client: Client, lab: Lab, queue: str, n: int, outage_s: float,
             progress = await starter.get_progress(client, event["id"])
         except RPCError:  # a query the busy worker did not answer in time: ask again
             continue
-        if progress.done >= n // 10 or progress.state not in ("not started", "running"):  # or it ended
+        if progress.done >= n // 10 or progress.state not in (NOT_STARTED, RUNNING):  # or it ended
             done_at_stop = progress.done
             break
         await asyncio.sleep(0.2)

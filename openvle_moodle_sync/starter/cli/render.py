@@ -31,7 +31,7 @@ from openvle_moodle_sync.workflows.types import (
 )
 
 from .. import api
-from ..progress import DeploymentProgress
+from ..progress import RUNNING, DeploymentProgress
 
 POLL_SECONDS = 0.5
 
@@ -174,7 +174,7 @@ def show_progress(out: Console, progress: DeploymentProgress) -> None:
               f"{escape(since)}", highlight=False)
     if progress.operation is not None or progress.queued or progress.recent:
         out.print(operations_table(progress))
-    colour = {"completed": "green", "running": "cyan"}.get(progress.state, "red")
+    colour = {"completed": "green", RUNNING: "cyan"}.get(progress.state, "red")
     out.print(f"Deployment of event [bold]{escape(progress.event_id)}[/] ({escape(progress.workflow_id)}): "
               f"[{colour}]{escape(progress.state)}[/]")
     out.print(f"  stage:         {escape(progress.stage)}")
@@ -189,7 +189,7 @@ def show_progress(out: Console, progress: DeploymentProgress) -> None:
                   f"{escape(progress.failure.message)}", highlight=False)
     if progress.message:
         out.print(f"  [yellow]{escape(progress.message)}[/]")
-    if progress.state == "running" and progress.pending_activities:
+    if progress.state == RUNNING and progress.pending_activities:
         out.print(pending_activities_table(progress))
     if progress.failed:
         out.print(failed_participants_table(progress))
