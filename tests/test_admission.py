@@ -14,8 +14,10 @@ from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
 from openvle_moodle_sync.admission import AdmissionLine, size_class
 from openvle_moodle_sync.fairness import SMALL_EVENT
+from openvle_moodle_sync.lifecycle import OperationKind
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.workflows.admission import DeployAdmission, admission_id, start_admission
+from openvle_moodle_sync.workflows.types import Operation
 from tests.conftest import make_event, running_worker
 
 
@@ -26,6 +28,24 @@ def test_the_line_is_first_come_first_served() -> None:
     assert line.leave("b") == ["c"]
     assert line.leave("a") == ["d"]
     assert line.leave("c") == [] and line.running == {"d": size_class(30)}
+
+
+def test_the_line_is_in_the_order_asked_not_the_order_arrived() -> None:
+    """At a term start the entities' requests reach the line seconds apart, in the order the server's queues
+    deliver them: each waits behind every event asked for before it."""
+    line = AdmissionLine(1)
+    assert line.arrive("first", 30, asked_at=1.0) is True
+    for event_id, asked_at in (("fourth", 4.0), ("second", 2.0), ("fifth", 5.0), ("third", 3.0), ("also-third", 3.0)):
+        assert line.arrive(event_id, 30, asked_at=asked_at) is False
+    assert [line.leave(e)[0] for e in ("first", "second", "third", "also-third", "fourth")] == [
+        "second", "third", "also-third", "fourth", "fifth"]
+
+
+def test_a_time_of_asking_is_read_in_utc() -> None:
+    op = lambda at: Operation(op_id="o", kind=OperationKind.DEPLOY, workflow_id="w", asked_at=at)  # noqa: E731
+    assert op("2026-12-05T01:00:00+00:00").asked_at_seconds(0.0) == 1796432400.0
+    assert op("2026-12-05T01:00:00").asked_at_seconds(0.0) == 1796432400.0  # naive: UTC, not the worker's zone
+    assert op("").asked_at_seconds(7.0) == 7.0 and op("yesterday").asked_at_seconds(7.0) == 7.0
 
 
 def test_a_smaller_event_passes_the_line_and_the_limit() -> None:

@@ -214,13 +214,14 @@ async def _send(client: Client, event_id: str, settings: Settings | None, op: Op
 async def _operate(client: Client, event_id: str, kind: OperationKind, result_type: type[R],
                    settings: Settings | None, *, priority: int | None, reopen: bool = False,
                    participant: Participant | None = None, **fields: Any) -> OperationHandle[R]:
+    asked_at = datetime.now(UTC).isoformat()  # when the backend asked: a deployment's place in line
     if priority is not None:
         event_priority(event_id, 1, priority)  # a priority out of range is refused before anything is sent
     await _check(client, event_id, kind, reopen=reopen)
     op_id = uuid.uuid4().hex[:10]
     op = Operation(op_id=op_id, kind=kind, workflow_id=ids.operation_id(kind, event_id, op_id,
                                                                       participant.id if participant else None),
-                   asked_at=datetime.now(UTC).isoformat(), reopen=reopen, priority=priority, participant=participant,
+                   asked_at=asked_at, reopen=reopen, priority=priority, participant=participant,
                    **fields)
     await _send(client, event_id, settings, op)
     return OperationHandle(client, op.workflow_id, result_type=result_type, event_id=event_id, op_id=op_id)

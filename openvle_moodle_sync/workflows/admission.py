@@ -3,10 +3,10 @@
 One run per task queue (`admission_id`), started by the worker; each event's entity workflow goes through
 it with `admitted`::
 
-    async with admitted(event_id, len(event.participants)):
+    async with admitted(event_id, len(event.participants), asked_at):
         await workflow.execute_child_workflow(DeployEvent.run, ...)
 
-The line itself is `admission.AdmissionLine` (first come first served, ``limit`` at a time, an event
+The line itself is `admission.AdmissionLine` (first asked first served, ``limit`` at a time, an event
 smaller than every running one let past). It fails open: when no DeployAdmission runs, or it does not answer
 within ADMISSION_WAIT, the deployment starts without waiting; an admitted event that never leaves (its entity
 was terminated) stops counting after LEASE.
@@ -14,6 +14,7 @@ was terminated) stops counting after LEASE.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,6 +67,8 @@ class Arrival:
     participants: int
     reply_to: str
     """Workflow id of the entity to signal (ADMIT_SIGNAL) when the deployment may start."""
+    asked_at: float = 0.0
+    """When the deployment was asked for (epoch seconds, the caller's clock): its place in line."""
 
 
 @dataclass
@@ -97,18 +100,16 @@ class DeployAdmission:
                 await workflow.wait_condition(lambda: bool(self._outbox) or self._signals >= SIGNALS_PER_RUN,
                                               timeout=self._next_expiry())
             self._expire()
-            while self._outbox:
-                await self._tell(self._outbox.pop(0))
+            await self._tell_admitted()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        while self._outbox:
-            await self._tell(self._outbox.pop(0))
+        await self._tell_admitted()
         workflow.continue_as_new(AdmissionState(self._line.limit, self._line, self._reply_to, self._admitted_at))
 
     @workflow.signal(name=ARRIVE_SIGNAL)
     def arrive(self, arrival: Arrival) -> None:
         self._signals += 1
         self._reply_to[arrival.event_id] = arrival.reply_to
-        if self._line.arrive(arrival.event_id, arrival.participants):
+        if self._line.arrive(arrival.event_id, arrival.participants, arrival.asked_at):
             self._admit([arrival.event_id])
 
     @workflow.signal(name=LEAVE_SIGNAL)
@@ -130,6 +131,13 @@ class DeployAdmission:
         for event_id in event_ids:
             self._admitted_at[event_id] = now
             self._outbox.append(event_id)
+
+    async def _tell_admitted(self) -> None:
+        """Tell every admitted entity at once: under a term start's load one signal takes seconds to be
+        delivered, and the second admitted event should not wait for the first's."""
+        while self._outbox:
+            admitted, self._outbox = self._outbox, []
+            await asyncio.gather(*(self._tell(event_id) for event_id in admitted))
 
     async def _tell(self, event_id: str) -> None:
         reply_to = self._reply_to.get(event_id)
@@ -154,8 +162,9 @@ class DeployAdmission:
 
 
 @asynccontextmanager
-async def admitted(event_id: str, participants: int) -> AsyncIterator[None]:
-    """Inside an entity workflow: wait for the deployment's turn, and give the place back at the end.
+async def admitted(event_id: str, participants: int, asked_at: float) -> AsyncIterator[None]:
+    """Inside an entity workflow: wait for the deployment's turn (its place in line is ``asked_at``, when it
+    was asked for, in epoch seconds), and give the place back at the end.
 
     Registers the entity's handler of ADMIT_SIGNAL itself. Fails open: without a DeployAdmission on this
     task queue, or after ADMISSION_WAIT in line, the body runs at once."""
@@ -168,7 +177,7 @@ async def admitted(event_id: str, participants: int) -> AsyncIterator[None]:
     workflow.set_signal_handler(ADMIT_SIGNAL, on_admitted)
     line = workflow.get_external_workflow_handle(admission_id(workflow.info().task_queue))
     try:
-        await line.signal(ARRIVE_SIGNAL, Arrival(event_id, participants, workflow.info().workflow_id))
+        await line.signal(ARRIVE_SIGNAL, Arrival(event_id, participants, workflow.info().workflow_id, asked_at))
     except FailureError:  # no DeployAdmission runs: no line to wait in
         yield
         return

@@ -181,7 +181,8 @@ class EventLife:
             event = op.event if op.kind == OperationKind.DEPLOY else life.event
             assert event is not None  # refusal() lets a rerun through only when a deployment was asked
             life.event, life.last_deploy = event, op.workflow_id
-            async with admitted(event_id, len(event.participants)):  # a few deployments at a time, in turn
+            asked_at = op.asked_at_seconds(otherwise=workflow.now().timestamp())
+            async with admitted(event_id, len(event.participants), asked_at):  # a few at a time, in turn
                 deployed: DeployResult = await self._child(
                     DeployEvent.run, DeployInput(event=event, allow_mass_removal=op.allow_mass_removal,
                                                  roster=dict(self._roster),

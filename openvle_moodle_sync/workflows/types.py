@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from temporalio import workflow
@@ -199,7 +200,8 @@ class Operation:
     workflow_id: str
     """The id of the child workflow that carries it out (known to the caller's handle at once)."""
     asked_at: str = ""
-    """When the caller asked (ISO 8601, the caller's clock): shown only."""
+    """When the caller asked (ISO 8601, the caller's clock): shown, and a deployment's place in the
+    admission line (`asked_at_seconds`)."""
     event: Event | None = None
     """deploy: the event as it is now."""
     allow_mass_removal: bool = False
@@ -211,6 +213,14 @@ class Operation:
     """add, remove, archive, delete: the event's template mapping (null: nothing to do in Moodle)."""
     priority: int | None = None
     """The caller's task priority (1 first … 5 last); None: by size (`starter.fairness`)."""
+
+    def asked_at_seconds(self, otherwise: float) -> float:
+        """When the caller asked, in epoch seconds; ``otherwise`` when it gave no time or no valid one."""
+        try:
+            asked = datetime.fromisoformat(self.asked_at)
+        except ValueError:
+            return otherwise
+        return asked.replace(tzinfo=asked.tzinfo or UTC).timestamp()  # naive: UTC, never the worker's zone
 
     def same_as(self, other: Operation) -> bool:
         """Asks for the same thing (same kind, list and options): the later one joins the earlier."""
