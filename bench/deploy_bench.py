@@ -758,15 +758,40 @@ async def beside(client: Client, side: MoodleSide, settings: Settings, args: arg
         for pop in pops.values():
             await precreate(moodle, pop)
 
-    async def deployed(pop: Population) -> tuple[str, str | None, float, float]:
+    deploy_call_s: dict[str, list[float]] = {"alone": [], "beside": []}
+    change_call_s: list[float] = []
+
+    async def deployed(pop: Population, calls: list[float] | None = None) -> tuple[str, str | None, float, float]:
         called_at = time.time()
         handle = await starter.deploy_event(client, pop.event, settings=settings)
+        if calls is not None:
+            calls.append(time.time() - called_at)
         result = await handle.result()
         assert result.done == len(pop.people) and not result.failed, f"{pop.prefix}: {result.done} done"
         return handle.id, None, called_at, time.time()
 
     say(f"beside: a small event of {args.small} alone ({runs} times) ...")
-    alone = [await timed(functools.partial(deployed, pops[f"sa{i}"]), args.timeout) for i in range(runs)]
+    alone = [await timed(functools.partial(deployed, pops[f"sa{i}"], deploy_call_s["alone"]), args.timeout)
+             for i in range(runs)]
+
+    async def changes_while(large: asyncio.Task[Any]) -> list[Any]:
+        """While the large event runs: an add, then the removal of that person, to the small events deployed
+        alone, one call every --beside-calls-every seconds (the backend's calls beside a busy worker)."""
+        handles = []
+        i = 0
+        while not large.done():
+            pop = pops[f"sa{i // 2 % runs}"]
+            person = Participant(id=f"busy-{i // 2}", username=f"{pop.prefix}-busy-{i // 2}",
+                                 email=f"{pop.prefix}-busy-{i // 2}@bench.example.com", first_name="Busy",
+                                 last_name=str(i // 2), role=Role.STUDENT)
+            send = starter.add_participant if i % 2 == 0 else starter.remove_participant
+            called_at = time.perf_counter()
+            handles.append(await send(client, pop.event, person, settings=settings))
+            change_call_s.append(time.perf_counter() - called_at)
+            i += 1
+            await asyncio.sleep(args.beside_calls_every)
+        return [await h.result() for h in handles]
+
     large_alone: list[float] = []
     large_beside: list[float] = []
     beside_runs = []
@@ -776,12 +801,16 @@ async def beside(client: Client, side: MoodleSide, settings: Settings, args: arg
         large_alone.append((await timed(functools.partial(deployed, pops[f"la{r}x"]), args.timeout))[0])
         large = asyncio.create_task(timed(functools.partial(deployed, pops[f"lb{r}x"]), args.timeout))
         await asyncio.sleep(args.beside_delay)
+        changing = asyncio.create_task(changes_while(large)) if args.beside_calls_every > 0 else None
         for i in range(runs):
-            beside_runs.append(await timed(functools.partial(deployed, pops[f"sb{r}x{i}"]), args.timeout))
+            beside_runs.append(await timed(functools.partial(deployed, pops[f"sb{r}x{i}"],
+                                                             deploy_call_s["beside"]), args.timeout))
             if large.done():
                 raise RuntimeError(f"the large event ended before small event {i + 1} of {runs}: use a larger "
                                    "--beside")
         large_beside.append((await large)[0])
+        if changing is not None:
+            await changing
     small_alone_s = statistics.median(t for t, _ in alone)
     small_beside_s = statistics.median(t for t, _ in beside_runs)
     large_alone_s, large_beside_s = statistics.median(large_alone), statistics.median(large_beside)
@@ -795,6 +824,10 @@ async def beside(client: Client, side: MoodleSide, settings: Settings, args: arg
         "large_alone_samples_s": [round(t, 3) for t in large_alone],
         "large_beside_samples_s": [round(t, 3) for t in large_beside],
     }
+    # The API's calls as the backend sees them (describe, then signal with start), the worker idle and busy.
+    out["deploy_call_alone_s"] = term_start.pct(deploy_call_s["alone"])
+    out["deploy_call_beside_s"] = term_start.pct(deploy_call_s["beside"])
+    out["change_call_beside_s"] = term_start.pct(change_call_s)
     out["small_beside_vs_alone"] = round(small_beside_s / small_alone_s, 3)
     out["large_growth"] = round(large_beside_s / large_alone_s - 1, 3)
     # Where the small events' time went: waiting in the task queue, or running (worker, Moodle, engine).
@@ -976,6 +1009,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="rounds of a large event alone and one beside the small ones (default 1; medians compared)")
     p.add_argument("--beside-delay", type=float, default=3.0,
                    help="seconds between the start of the large event and the small one (default 3)")
+    p.add_argument("--beside-calls-every", type=float, default=0.0, metavar="S",
+                   help="beside: while the large event runs, an add or a removal on a small event every S seconds, "
+                        "each call timed (default 0: none)")
     moodle_load.add_arguments(p)
     term_start.add_arguments(p)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds each phase may take")
