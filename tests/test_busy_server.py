@@ -21,7 +21,7 @@ from openvle_moodle_sync import starter
 from openvle_moodle_sync.lifecycle import OperationState
 from openvle_moodle_sync.settings import Settings
 from openvle_moodle_sync.starter.progress import read_life
-from openvle_moodle_sync.starter.temporal_errors import is_busy
+from openvle_moodle_sync.starter.temporal_errors import explain, is_busy, is_signal_limit
 from openvle_moodle_sync.workflows.types import OperationView
 from tests.conftest import make_event
 
@@ -38,6 +38,17 @@ from tests.conftest import make_event
 def test_a_busy_server_is_told_from_one_that_refuses_or_is_gone(status: RPCStatusCode, message: str,
                                                                 busy: bool) -> None:
     assert is_busy(RPCError(message, status, b"")) is busy
+
+
+def test_a_life_full_of_signals_is_told_in_words() -> None:
+    """The answer of a server whose run took its most signals (seen with 10,000 adds asked at once, before
+    the life counted them): words that say nothing was sent and when to send again, not the gRPC status."""
+    full = RPCError("exceeded workflow execution limit for signal events", RPCStatusCode.INVALID_ARGUMENT, b"")
+    assert is_signal_limit(full) and not is_busy(full)
+    words = explain(full, address="temporal:7233", namespace="default")
+    assert "Nothing was sent" in words and "send this one again" in words and "progress --event-id" in words
+    assert not is_signal_limit(RPCError("search attribute OpenVLEEventId is not defined",
+                                        RPCStatusCode.INVALID_ARGUMENT, b""))
 
 
 class _DescribeTimesOut(Interceptor):

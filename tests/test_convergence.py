@@ -4,13 +4,14 @@ take away too many at once (simulator; the same scenarios run on the lab in test
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHistory
 from temporalio.exceptions import ApplicationError
 
 from fake_moodle import FakeMoodle
@@ -22,7 +23,7 @@ from openvle_moodle_sync.models import parse_participant
 from openvle_moodle_sync.settings import ConfigError, Settings
 from openvle_moodle_sync.starter import cli
 from openvle_moodle_sync.workflows import EventLife, ids
-from openvle_moodle_sync.workflows.life import OPERATIONS_PER_RUN, RECENT_KEPT
+from openvle_moodle_sync.workflows.life import OPERATIONS_PER_RUN, RECENT_KEPT, SIGNALS_PER_RUN
 from openvle_moodle_sync.workflows.types import LifeInput, Operation
 from openvle_moodle_sync.workflows.withdraw import PEOPLE_PER_ACTIVITY
 from tests.conftest import (
@@ -324,6 +325,30 @@ async def test_the_life_continues_as_new_and_keeps_its_roster_and_queue(client: 
     history = await latest.fetch_history()
     assert len(history.events) < 4000
     await latest.terminate("test done")
+
+
+async def test_a_flood_of_operations_continues_the_life_as_new_before_temporal_refuses_one(
+        client: Client, fake: FakeMoodle) -> None:
+    """Temporal takes at most 10,000 signals in one run: a run that has received SIGNALS_PER_RUN operations
+    continues as new at once, carrying them all, instead of taking OPERATIONS_PER_RUN of them first (10,000
+    adds asked at once reached the limit while the first run had taken a few dozen)."""
+    idle = make_settings()  # a task queue with no worker yet: every operation lands before the life runs
+    event_id = f"fl-{uuid.uuid4().hex[:8]}"
+    person = parse_participant(make_person({"id": event_id}, "x"))
+    ops = [Operation(op_id=f"op{i}", kind=OperationKind.ADD, participant=person, moodle_course_id=2,
+                     workflow_id=ids.operation_id(OperationKind.ADD, event_id, f"op{i}", "x"))
+           for i in range(SIGNALS_PER_RUN + 10)]
+    handle = await client.start_workflow(EventLife.run, LifeInput(event_id=event_id), id=ids.life_id(event_id),
+                                         task_queue=idle.temporal_task_queue)
+    for start in range(0, len(ops), 100):
+        await asyncio.gather(*(handle.signal(EventLife.operation, op) for op in ops[start:start + 100]))
+    async with running_worker(client, idle, fake):
+        first = client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+        await eventually(first.describe, lambda d: d.status == WorkflowExecutionStatus.CONTINUED_AS_NEW)
+        closed = (await first.fetch_history()).events[-1].workflow_execution_continued_as_new_event_attributes
+        [carried] = await client.data_converter.decode(closed.input.payloads, [LifeInput])
+    assert len(carried.queue) == len(ops)  # none taken: the next run starts with a fresh count
+    await client.get_workflow_handle(handle.id).terminate("test done")
 
 
 async def test_an_enrolment_whose_answer_was_lost_is_still_the_services(client: Client, fake: FakeMoodle,

@@ -48,6 +48,12 @@ def is_busy(error: RPCError) -> bool:
     return error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED)
 
 
+def is_signal_limit(error: RPCError) -> bool:
+    """True when Temporal refused a signal because the run took its most (10,000 by default): the event's
+    life continues as new after the operation it runs now, and takes the operation again then."""
+    return error.status == RPCStatusCode.INVALID_ARGUMENT and "limit for signal" in error.message.lower()
+
+
 def scheme_fix(address: str) -> str:
     """What to write instead of an address with a scheme (``http://host:port``)."""
     bare = address.split("://", 1)[-1].rstrip("/")
@@ -70,6 +76,11 @@ def explain(error: RPCError, *, address: str, namespace: str) -> str:
     if status in (RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.PERMISSION_DENIED):
         return (f"{where} refused the request: {error.message}. Check the credentials of the connection "
                 "(API key or client certificate, TEMPORAL_* settings) and the namespace's permissions.")
+    if is_signal_limit(error):
+        return (f"{where} took no more operations for this event for now ({error.message}): the event's "
+                "life has received as many as one run may hold while one operation ran. Nothing was sent. It "
+                "continues as new when that operation ends; send this one again then (follow it with: "
+                f"{CLI} progress --event-id ID).")
     if status == RPCStatusCode.INVALID_ARGUMENT and "search attribute" in error.message.lower():
         return (f"{where} does not know this service's search attribute yet ({error.message}). Start the "
                 f"worker once against this namespace ({START_WORKER} registers it), then run the command "

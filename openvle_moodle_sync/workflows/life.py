@@ -64,6 +64,11 @@ OPERATIONS_PER_RUN = 200
 """Operations one run takes before it continues as new: about 15 history events each, so a run stays near
 3,000 events (far below Temporal's 51,200) whatever the number of adds an event sees."""
 
+SIGNALS_PER_RUN = 2_000
+"""Operations (and children's reports) one run receives before it continues as new, after the operation it
+runs: Temporal takes at most 10,000 signals in one run (`limit.maxSignalsPerExecution`; the backend's
+10,000 adds asked at once reached it while the first run had taken a few dozen), and refuses the next."""
+
 RECENT_KEPT = 10
 """Ended operations the memo lists (with their outcome), newest last."""
 
@@ -91,6 +96,7 @@ class EventLife:
         self._recent: list[OperationView] = list(life.recent)
         self._current: tuple[Operation, OperationView] | None = None
         self._taken = 0
+        self._received = 0
         self._changed = True
 
     @workflow.run
@@ -115,7 +121,8 @@ class EventLife:
 
     def _long(self) -> bool:
         """Time to continue as new: the history stays short whatever the number of operations."""
-        return self._taken >= OPERATIONS_PER_RUN or workflow.info().is_continue_as_new_suggested()
+        return (self._taken >= OPERATIONS_PER_RUN or self._received >= SIGNALS_PER_RUN
+                or workflow.info().is_continue_as_new_suggested())
 
     def _carried(self) -> LifeInput:
         """The input of the next run: the life's facts as they are now, with the roster, queue and recent."""
@@ -127,6 +134,7 @@ class EventLife:
     def operation(self, op: Operation) -> None:
         # A deploy asked twice (same list and options) while the first waits or runs: one run answers both.
         # Other operations just run again: each is idempotent, and one that was failing may now succeed.
+        self._received += 1
         running = [self._current[0]] if self._current else []
         twin = next((o for o in [*running, *self._queue] if o.same_as(op)), None) \
             if op.kind == OperationKind.DEPLOY else None
@@ -145,6 +153,7 @@ class EventLife:
 
     @workflow.signal(name=RECORD_SIGNAL)
     def record(self, update: RosterUpdate) -> None:
+        self._received += 1
         apply_update(self._roster, update)
 
     # --- running them -------------------------------------------------------------------------------------
