@@ -34,6 +34,8 @@ class ErrorType(StrEnum):
     """An operation on an archived event that would change it (add, remove, deploy without reopen, rerun)."""
     EVENT_DELETED = "EventDeletedError"
     """An operation on a deleted event (add, remove, archive, deploy without reopen, rerun)."""
+    EVENT_BUSY = "EventBusyError"
+    """An add or remove while the event has as many operations waiting as it takes (refused at the call)."""
     ROSTER_REFUSED = "RosterRefusedError"
     """Temporal refused a call to the event's roster for good (a permission, a missing search attribute)."""
     MISSING_FUNCTIONS = "MissingFunctionsError"

@@ -9,6 +9,7 @@ from openvle_moodle_sync.settings import ConfigError
 
 from .api import (
     EventArchived,
+    EventBusy,
     EventDeleted,
     EventNotDeployed,
     EventStateError,
@@ -31,6 +32,7 @@ __all__ = [
     "DeploymentProgress",
     "Event",
     "EventArchived",
+    "EventBusy",
     "EventDeleted",
     "EventNotDeployed",
     "EventPlan",

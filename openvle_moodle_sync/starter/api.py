@@ -36,6 +36,7 @@ from openvle_moodle_sync.fairness import event_priority
 from openvle_moodle_sync.lifecycle import LifeState, OperationKind, OperationState, Refusal, refusal
 from openvle_moodle_sync.models import Event, Participant, parse_event, parse_participant
 from openvle_moodle_sync.moodle import client_from_settings
+from openvle_moodle_sync.names import CLI
 from openvle_moodle_sync.settings import Settings, get_settings
 from openvle_moodle_sync.workflows import EventLife, PlanEvent, ids
 from openvle_moodle_sync.workflows.types import (
@@ -50,7 +51,7 @@ from openvle_moodle_sync.workflows.types import (
 )
 
 from .progress import DeploymentNotFound, DeploymentProgress, read_life, read_progress
-from .temporal_errors import is_busy, is_workflow_not_found
+from .temporal_errors import is_busy, is_signal_limit, is_workflow_not_found
 
 EventLike = Event | Mapping[str, Any]
 ParticipantLike = Participant | Mapping[str, Any]
@@ -91,6 +92,27 @@ class EventDeleted(EventStateError):
     """Add, remove, archive or rerun of a deleted event, or a deploy without ``reopen=True``."""
 
 
+MAX_QUEUED_CHANGES = 1_000
+"""Adds and removes are refused at the call (`EventBusy`) while this many operations wait for the event.
+A run of the event's life holds at most 10,000 signals (Temporal's limit) and cannot continue as new while
+signals keep arriving, so a backend that sends 10,000 adds at once must be slowed at the door: the life
+takes about four a second, and a refused call writes nothing. Deploys, archives and deletes are never
+refused for this (one of each is enough, and a queued deploy is replaced by a later one)."""
+
+
+class EventBusy(Exception):
+    """An add or remove refused because ``queued`` operations already wait for the event (or Temporal took no
+    more signals for its life): nothing was sent; send it again in a while (``next_step``)."""
+
+    error_type = ErrorType.EVENT_BUSY
+
+    def __init__(self, *, event_id: str, operation: OperationKind, queued: int | None) -> None:
+        waiting = f"{queued} operations already wait" if queued is not None else "the event's life takes no more now"
+        super().__init__(f"{operation} refused for event {event_id}: {waiting}; nothing was sent")
+        self.event_id, self.operation, self.queued = event_id, operation, queued
+        self.next_step = (f"send it again in a minute; follow the queue with: {CLI} progress --event-id {event_id}")
+
+
 _REFUSAL_CLASSES: dict[str, type[EventStateError]] = {
     ErrorType.EVENT_NOT_DEPLOYED: EventNotDeployed, ErrorType.EVENT_ARCHIVED: EventArchived,
     ErrorType.EVENT_DELETED: EventDeleted}
@@ -113,6 +135,9 @@ async def _check(client: Client, event_id: str, kind: OperationKind, *, reopen: 
         if is_busy(error):
             return  # a busy server: no check here; the life checks when it takes the operation up
         raise
+    if (record is not None and record.view is not None and kind in (OperationKind.ADD, OperationKind.REMOVE)
+            and record.view.queued_total >= MAX_QUEUED_CHANGES):  # even when not current: the queue only grew
+        raise EventBusy(event_id=event_id, operation=kind, queued=record.view.queued_total)
     if record is None:
         state, since, deployed_before = LifeState.NOT_DEPLOYED, None, False
     elif not record.current or record.view is None:
@@ -223,7 +248,12 @@ async def _operate(client: Client, event_id: str, kind: OperationKind, result_ty
                                                                       participant.id if participant else None),
                    asked_at=asked_at, reopen=reopen, priority=priority, participant=participant,
                    **fields)
-    await _send(client, event_id, settings, op)
+    try:
+        await _send(client, event_id, settings, op)
+    except RPCError as error:
+        if is_signal_limit(error):
+            raise EventBusy(event_id=event_id, operation=kind, queued=None) from None
+        raise
     return OperationHandle(client, op.workflow_id, result_type=result_type, event_id=event_id, op_id=op_id)
 
 

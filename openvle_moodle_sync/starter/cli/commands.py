@@ -323,7 +323,7 @@ async def run(argv: list[str] | None = None, *, settings: Settings | None = None
         except RPCError as error:
             # Temporal failed in the middle of the command (the server went away, a missing namespace...).
             raise ctx.temporal_error(error) from None
-        except api.EventStateError as error:  # refused in the event's state, before anything was written
+        except (api.EventStateError, api.EventBusy) as error:  # refused before anything was written
             raise CliError(str(error), EXIT_FAILED, next_step=error.next_step) from None
     except CliError as error:
         if getattr(args, "json", False):
