@@ -97,7 +97,8 @@ MAX_QUEUED_CHANGES = 1_000
 A run of the event's life holds at most 10,000 signals (Temporal's limit) and cannot continue as new while
 signals keep arriving, so a backend that sends 10,000 adds at once must be slowed at the door: the life
 takes about four a second, and a refused call writes nothing. Deploys, archives and deletes are never
-refused for this (one of each is enough, and a queued deploy is replaced by a later one)."""
+refused for this (one of each is enough, and a queued deploy is replaced by a later one). The count is the
+life's memo, a few seconds behind a burst: Temporal's limit, answered as `EventBusy` too, is the last door."""
 
 
 class EventBusy(Exception):
