@@ -99,4 +99,6 @@ async def test_deployments_go_in_turn_and_a_small_one_passes(client: Client, fak
         small = await deployed_at(client, make_event(fake, participants=10), settings, t0)
         assert not large.done(), "the large event ended before the small one"
         large_s = await large
-        assert small < 0.6 * large_s, f"small event done at {small:.1f} s, the large one at {large_s:.1f} s"
+        # Kept in line, the small event would start only when the large one ended. Let past, it finishes well
+        # before: 0.45-0.58 of the large one's time on a quiet machine; a bound of 0.6 failed at 0.64 in CI.
+        assert small < 0.8 * large_s, f"small event done at {small:.1f} s, the large one at {large_s:.1f} s"
