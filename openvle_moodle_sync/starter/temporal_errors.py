@@ -49,8 +49,8 @@ def is_busy(error: RPCError) -> bool:
 
 
 def is_signal_limit(error: RPCError) -> bool:
-    """True when Temporal refused a signal because the run took its most (10,000 by default): the event's
-    life continues as new after the operation it runs now, and takes the operation again then."""
+    """True when Temporal refused a signal because the run took its most (10,000 by default): nothing was
+    sent, and the event's life takes signals again once it has continued as new (the API raises `EventBusy`)."""
     return error.status == RPCStatusCode.INVALID_ARGUMENT and "limit for signal" in error.message.lower()
 
 
@@ -76,11 +76,6 @@ def explain(error: RPCError, *, address: str, namespace: str) -> str:
     if status in (RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.PERMISSION_DENIED):
         return (f"{where} refused the request: {error.message}. Check the credentials of the connection "
                 "(API key or client certificate, TEMPORAL_* settings) and the namespace's permissions.")
-    if is_signal_limit(error):
-        return (f"{where} took no more operations for this event for now ({error.message}): the event's "
-                "life has received as many as one run may hold while one operation ran. Nothing was sent. It "
-                "continues as new when that operation ends; send this one again then (follow it with: "
-                f"{CLI} progress --event-id ID).")
     if status == RPCStatusCode.INVALID_ARGUMENT and "search attribute" in error.message.lower():
         return (f"{where} does not know this service's search attribute yet ({error.message}). Start the "
                 f"worker once against this namespace ({START_WORKER} registers it), then run the command "
