@@ -20,6 +20,7 @@ public data: a workflow that continues as new passes the line on as it is.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 
@@ -54,10 +55,7 @@ class AdmissionLine:
         if (len(self.running) < self.limit and not self.waiting) or self._passes(kind):
             self.running[event_id] = kind
             return True
-        place = len(self.waiting)
-        while place and self.waiting[place - 1][2] > asked_at:
-            place -= 1
-        self.waiting.insert(place, (event_id, kind, asked_at))
+        bisect.insort(self.waiting, (event_id, kind, asked_at), key=lambda w: w[2])  # after those asked as early
         return False
 
     def leave(self, event_id: str) -> list[str]:
