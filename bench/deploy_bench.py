@@ -79,7 +79,7 @@ from devtools.processes import WORKER_READY, Proc, Processes, free_port  # noqa:
 from devtools.processes import worker_env as supervised_worker_env  # noqa: E402
 from fake_moodle.service import WRITE_FUNCTIONS  # noqa: E402
 from openvle_moodle_sync import starter  # noqa: E402
-from openvle_moodle_sync.devserver import temporal_cli  # noqa: E402
+from openvle_moodle_sync.devserver import file_storage_args, temporal_cli  # noqa: E402
 from openvle_moodle_sync.models import Event, Participant, Role, parse_event  # noqa: E402
 from openvle_moodle_sync.moodle import MoodleClient  # noqa: E402
 from openvle_moodle_sync.settings import ConfigError, Settings, load_settings  # noqa: E402
@@ -347,11 +347,11 @@ async def run_saturation(moodle: MoodleClient, pop: Population, settings: Settin
 # --- Temporal ---------------------------------------------------------------------------------------------
 
 TEMPORAL_DB = {
-    # The command of the issue: a SQLite file with SQLite's defaults (rollback journal, synchronous=FULL):
-    # every commit waits for an fsync of the disk.
-    "file": ["--db-filename", "{db}"],
-    # The same file in WAL mode, synchronous=NORMAL: durable across a crash of the server, fsync at checkpoints.
-    "wal": ["--db-filename", "{db}", "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
+    # The project's dev server: a SQLite file in WAL mode, synchronous=normal (devserver.SQLITE_PRAGMAS).
+    "file": file_storage_args("{db}"),
+    # The same file with SQLite's defaults (rollback journal, synchronous=FULL): every commit waits for an
+    # fsync of the disk. What the project's dev servers ran before SQLITE_PRAGMAS, for comparison.
+    "rollback": ["--db-filename", "{db}"],
     # In memory, as WorkflowEnvironment.start_local runs it (the tests).
     "memory": [],
 }
@@ -988,8 +988,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-courses", action="store_true", help="real Moodle: keep the courses the run made")
     p.add_argument("--temporal-address", default=None, help="use this Temporal server instead of starting one")
     p.add_argument("--temporal-db", choices=sorted(TEMPORAL_DB), default="file",
-                   help="storage of the dev server: file (SQLite defaults, the default), wal (SQLite WAL, "
-                        "synchronous=normal) or memory (as WorkflowEnvironment.start_local)")
+                   help="storage of the dev server: file (the project's: SQLite in WAL mode, the default), rollback "
+                        "(SQLite's defaults: an fsync every commit) or memory (as WorkflowEnvironment.start_local)")
     p.add_argument("--dynamic-config", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
                    help="one more --dynamic-config-value for the dev server (repeatable), for experiments")
     p.add_argument("--fairness-key-rps", type=_rate, default=None, metavar="R",

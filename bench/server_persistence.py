@@ -32,7 +32,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from fake_moodle import FakeMoodle
 from openvle_moodle_sync import starter
-from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli
+from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, file_storage_args, temporal_cli
 from openvle_moodle_sync.moodle import MoodleClient
 from openvle_moodle_sync.settings import load_settings
 from openvle_moodle_sync.temporal_client import data_converter, ensure_search_attributes
@@ -60,8 +60,8 @@ def scrape(port: int) -> dict[str, tuple[float, float]]:
 async def main(args: argparse.Namespace) -> None:
     metrics_port = free_port()
     state = tempfile.TemporaryDirectory(prefix="server-persistence-")  # file storage, as bench/deploy_bench.py
-    server_args = [*DEV_SERVER_ARGS, "--metrics-port", str(metrics_port), "--db-filename",
-                   str(Path(state.name) / "temporal.db")]
+    server_args = [*DEV_SERVER_ARGS, "--metrics-port", str(metrics_port),
+                   *file_storage_args(Path(state.name) / "temporal.db")]
     for value in args.server_arg:
         server_args += ["--dynamic-config-value", value]
     settings = load_settings(_env_file=None, moodle_enabled=True, moodle_url="http://moodle.bench",

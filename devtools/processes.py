@@ -24,7 +24,7 @@ from typing import IO, Any, TypeVar
 
 import httpx
 
-from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, temporal_cli
+from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, file_storage_args, temporal_cli
 from openvle_moodle_sync.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,15 +246,16 @@ class FakeMoodleProc(Proc):
 class TemporalProc(Proc):
     """``temporal server start-dev`` on fixed ports with the project's dev server arguments.
 
-    ``storage``: the dev server's storage arguments (default: its state in ``db_file``, so that a restart
-    with the same file and port continues where the killed server stopped). ``ui_port`` None: headless."""
+    ``storage``: the dev server's storage arguments (default: its state in ``db_file`` as
+    `devserver.file_storage_args` keeps it, so that a restart with the same file and port continues where the
+    killed server stopped). ``ui_port`` None: headless."""
 
     def __init__(self, name: str, db_file: Path | None, *, port: int | None = None, ui_port: int | None = None,
                  storage: Sequence[str] | None = None, extra: Sequence[str] = (), **kwargs: Any) -> None:
         self.port = port or free_port()
         self.ui_port = ui_port
         if storage is None:
-            storage = ["--db-filename", str(db_file)] if db_file is not None else []
+            storage = file_storage_args(db_file) if db_file is not None else []
         ui = ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
         super().__init__(name, [
             temporal_cli(), "server", "start-dev", *storage, "--ip", "127.0.0.1", "--port", str(self.port), *ui,

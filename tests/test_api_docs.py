@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from openvle_moodle_sync import starter
+from openvle_moodle_sync.devserver import DEV_SERVER_ARGS, file_storage_args
 from openvle_moodle_sync.starter import DeploymentProgress, ParticipantProgress, RunFailure
 from tests.proc import PYTHON, processes_in, worker_env
 
@@ -42,6 +43,17 @@ def test_the_progress_fields_the_docs_name_exist() -> None:
     assert {"state", "failure", "next_step", "worker_polling", "participants"} <= documented
     assert documented <= fields, documented - fields
     assert "written_by_this_run" in section and "enrolled`," not in section
+
+
+def test_the_guides_dev_server_command_has_the_projects_arguments() -> None:
+    """An operator who copies the guide's command runs the dev server the demo, tests and benchmarks run."""
+    section = GUIDE.read_text(encoding="utf-8").split("### Run it yourself", 1)[1].split("\n### ")[0]
+    match = re.search(r"```sh\n(temporal server start-dev .*?)# 1\n", section, re.S)
+    assert match, "the guide has no dev server command"
+    command = match.group(1).replace("\\\n", " ").split()
+    expected = [*file_storage_args("temporal.db"), *DEV_SERVER_ARGS]
+    pairs = list(zip(command[3::2], command[4::2], strict=True))
+    assert sorted(pairs) == sorted(zip(expected[::2], expected[1::2], strict=True))
 
 
 EXAMPLE_RUNS = 10

@@ -150,6 +150,10 @@ async def test_temporal_server_restarted_mid_deployment(processes: Processes, tm
 
     assert worker.alive() and "=== start 2" not in worker.output()  # the same worker reconnected
     assert (result.total, result.done, result.failed) == (PARTICIPANTS, PARTICIPANTS, 0)
+    # The killed server's state was in WAL mode (devserver.SQLITE_PRAGMAS): bytes 18-19 of a SQLite file's
+    # header are 2, 2 in WAL mode, 1, 1 with a rollback journal. Read from the header, so the test opens no
+    # connection that could checkpoint the WAL.
+    assert (tmp_path / "t.db").read_bytes()[18:20] == b"\x02\x02"
     state = moodle.state()
     assert len(state["enrolments"]) > enrolled_while_down
     assert result.course_id == assert_deployed(state, event)
