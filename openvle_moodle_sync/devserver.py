@@ -43,6 +43,7 @@ DEV_SERVER_ARGS: tuple[str, ...] = (
     "--dynamic-config-value", "matching.enableFairness=true",
     "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
     "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
+    "--dynamic-config-value", "history.maximumBufferedEventsBatch=1000",
 )
 """Arguments every dev server of this project gets (demo, tests, benchmark).
 
@@ -51,5 +52,12 @@ Fairness makes the task queue hand out tasks round-robin between fairness keys (
 ignores the fairness key without this switch. One partition per task queue instead of four: priority and
 fairness are kept within a partition, and with four a small event's task waits on its partition while a
 large event's tasks are handed out from the others (beside a deployment of 3,000, the small event's median
-wait in the queue: 333 ms with four partitions, 142 ms with one; bench/RESULTS.md). Production sets the same in
-deploy/temporal/dynamicconfig."""
+wait in the queue: 333 ms with four partitions, 142 ms with one; bench/RESULTS.md).
+
+Up to 1,000 events buffered while a workflow task runs, instead of 100: past the limit the server fails the
+running task (`FORCE_CLOSE_COMMAND`, by "history-service") and the worker replays the whole run. A share of
+a deployment has 500 activities whose completions arrive at hundreds a second, so with 100 a few of its
+tasks were failed each second, each replay slower than the last (N=1000: 8.8-10.1 s with 100, 7.1 s with
+1,000; bench/RESULTS.md). The buffered events' size limit (2 MiB) still holds.
+
+Production sets the same in deploy/temporal/dynamicconfig."""

@@ -187,6 +187,17 @@ def test_dynamic_config_gives_the_workers_queue_one_partition(compose: dict[str,
     assert "matching.enableFairness=true" in DEV_SERVER_ARGS
 
 
+def test_every_dev_server_setting_is_in_the_production_config(compose: dict[str, Any]) -> None:
+    """The dev servers (demo, tests, benchmarks) and production run the server alike, so the figures hold there."""
+    config_path = environment_of(compose["services"]["temporal"])["DYNAMIC_CONFIG_FILE_PATH"]
+    config = load_yaml((ROOT / "deploy" / "temporal" / "dynamicconfig" / Path(config_path).name).read_text("utf-8"))
+    values = [DEV_SERVER_ARGS[i + 1] for i, arg in enumerate(DEV_SERVER_ARGS) if arg == "--dynamic-config-value"]
+    assert "history.maximumBufferedEventsBatch=1000" in values
+    for key, value in (v.split("=", 1) for v in values):
+        assert key in config, f"{key} is set in devserver.DEV_SERVER_ARGS, not in production-sql.yaml"
+        assert {str(v["value"]).lower() for v in config[key]} == {value.lower()}, key
+
+
 def mounted_script(service: dict[str, Any]) -> str:
     """The text of the deploy/ script a one-shot job runs (its command, on the mounted scripts dir)."""
     (volume,) = service["volumes"]
