@@ -54,6 +54,10 @@ PROGRESS_QUERY = "progress"
 OPERATION_SIGNAL = "operation"
 """The signal that brings an `Operation` to the event's `EventLife` workflow (sent with start)."""
 
+STUDENTS_SETTLED_SIGNAL = "students_settled"
+"""The signal by which `DeployEvent` tells a share of instructors (`DeployBatch`) that every student share
+has ended: its instructors may be enrolled now (their accounts were made meanwhile)."""
+
 RECORD_SIGNAL = "record"
 """The signal by which an operation's child workflow tells `EventLife` whom it enrolled or took away."""
 

@@ -151,6 +151,8 @@ async def record_batched(client: Client, fake: FakeMoodle, settings: Settings) -
     await deploy.result()
     await save(client, deploy.id, "deploy_batched")
     await save(client, ids.batch_id(deploy.id, "students", 1), "deploy_batch_child", parent=deploy.id)
+    # The instructors' share: accounts at once, enrolments once told the students are settled.
+    await save(client, ids.batch_id(deploy.id, "instructors", 0), "deploy_batch_instructors", parent=deploy.id)
     archive = await starter.archive_event(client, big, settings=settings)
     await archive.result()
     await save(client, archive.id, "archive_batched")

@@ -40,6 +40,19 @@ async def test_large_event_uses_small_histories_and_reports_progress(client: Cli
     assert result.done == n and len(fake.site.enrolled(result.course_id)) == n
     assert seen_partial, "progress never showed a deployment in flight"
 
+    # The instructors' accounts are made while the students are enrolled; their enrolment comes after every
+    # student's, so that Moodle mails no student a welcome (DeployEvent).
+    instructors = {p["username"] for p in event["participants"] if p["role"] == "instructor"}
+    made_instructor = [i for i, c in enumerate(fake.calls) if c.ok and c.function == "core_user_create_users"
+                       and instructors & {u["username"] for u in c.params["users"]}]
+    enrols = [(i, {int(e["roleid"]) for e in c.params["enrolments"]}) for i, c in enumerate(fake.calls)
+              if c.ok and c.function == "enrol_manual_enrol_users"
+              and int(c.params["enrolments"][0]["courseid"]) == result.course_id]
+    last_student = max(i for i, roles in enrols if settings.moodle_student_role_id in roles)
+    first_instructor = min(i for i, roles in enrols if settings.moodle_instructor_role_id in roles)
+    assert made_instructor and max(made_instructor) < last_student < first_instructor
+    assert len([m for m in fake.site.messages if m.kind == "welcome"]) == len(instructors) - 1
+
     lengths = {}
     async for wf in client.list_workflows(f"OpenVLEEventId = '{event['id']}'"):
         lengths[wf.id] = (await client.get_workflow_handle(wf.id, run_id=wf.run_id).describe()).history_length

@@ -6,6 +6,7 @@ that no single history grows past a few thousand events whatever the size of the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -13,7 +14,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from openvle_moodle_sync.activities.moodle_sync import MoodleSyncActivities
     from openvle_moodle_sync.activities.types import EnrolInput, EnsureUserInput
-    from openvle_moodle_sync.contracts import PROGRESS_QUERY
+    from openvle_moodle_sync.contracts import PROGRESS_QUERY, STUDENTS_SETTLED_SIGNAL
     from openvle_moodle_sync.failures import describe_failure
     from openvle_moodle_sync.models import Participant, Role
 
@@ -28,12 +29,14 @@ BATCHES_AT_ONCE = 4
 """Child workflows of one deployment running at the same time."""
 
 
-async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutcome]) -> None:
+async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutcome],
+                            students_elsewhere_settled: Callable[[], bool] = lambda: True) -> None:
     """Ensure each participant's account and enrolment; a participant that fails fails alone.
 
     Every account is looked up or created at once; an instructor is enrolled only once every student of
-    the batch is settled (see DeployEvent on welcome mails). A configuration error (bad token, missing
-    function) is raised: no participant could succeed."""
+    the batch is settled, and those of other shares (``students_elsewhere_settled``; see DeployEvent on
+    welcome mails). A configuration error (bad token, missing function) is raised: no participant could
+    succeed."""
     options = per_user(batch.sync_timeout_s, batch.retry_max_interval_s)
     students_unsettled = sum(1 for p in batch.participants if p.role == Role.STUDENT)
 
@@ -56,7 +59,7 @@ async def sync_participants(batch: BatchInput, status: dict[str, ParticipantOutc
                 user_id, outcome.user_created = user.user_id, user.created
             outcome.moodle_user_id = user_id
             if p.role == Role.INSTRUCTOR:
-                await workflow.wait_condition(lambda: students_unsettled == 0)
+                await workflow.wait_condition(lambda: students_unsettled == 0 and students_elsewhere_settled())
             enrolled = await workflow.execute_activity_method(
                 MoodleSyncActivities.enrol_user,
                 EnrolInput(
@@ -97,14 +100,20 @@ class DeployBatch:
 
     def __init__(self) -> None:
         self._status: dict[str, ParticipantOutcome] = {}
+        self._students_settled = False
 
     @workflow.run
     async def run(self, batch: BatchInput) -> BatchResult:
         self._status = {
             p.id: ParticipantOutcome(id=p.id, role=str(p.role)) for p in batch.participants
         }
-        await sync_participants(batch, self._status)
+        await sync_participants(batch, self._status,
+                                lambda: self._students_settled or not batch.students_elsewhere)
         return BatchResult(participants=list(self._status.values()))
+
+    @workflow.signal(name=STUDENTS_SETTLED_SIGNAL)
+    def students_settled(self) -> None:
+        self._students_settled = True
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> list[ParticipantOutcome]:

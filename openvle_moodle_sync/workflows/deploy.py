@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -102,6 +102,9 @@ class DeployEvent:
         self._course_id: int | None = None
         self._status: dict[str, ParticipantOutcome] = {}
         self._batches_running: list[str] = []
+        self._students_settled = False
+        self._held: list[workflow.ChildWorkflowHandle[DeployBatch, BatchResult]] = []
+        """Shares of instructors started before the students were settled: told when they are."""
         self._unenrolled_before: set[str] = set()
 
     @workflow.run
@@ -204,15 +207,28 @@ class DeployEvent:
             self._set_stage("creating accounts and enrolling, students before instructors")
             await sync_participants(plan.batch(todo), self._status)
             return
-        for role in (Role.STUDENT, Role.INSTRUCTOR):
-            group = [p for p in todo if p.role == role]
-            if not group:
-                continue
-            self._set_stage(f"enrolling {role}s")
-            if len(todo) > BATCH_SIZE:
-                await self._sync_in_children(plan, group, f"{role}s")
-            else:
-                await sync_participants(plan.batch(group), self._status)
+        # Shares of students and of instructors start together, so the instructors' accounts are made while
+        # the students are enrolled; the instructors' enrolment waits until every student share has ended.
+        students = [p for p in todo if p.role == Role.STUDENT]
+        instructors = [p for p in todo if p.role == Role.INSTRUCTOR]
+        self._students_settled = not students
+        self._set_stage("enrolling students, making the instructors' accounts" if students
+                        else "enrolling instructors")
+        instructor_shares = asyncio.ensure_future(self._sync_in_children(plan, instructors, "instructors"))
+        try:
+            await self._sync_in_children(plan, students, "students")
+        except BaseException:
+            instructor_shares.cancel()
+            raise
+        if students:
+            self._set_stage("enrolling instructors")
+            await self._settle_students()
+        await instructor_shares
+
+    async def _settle_students(self) -> None:
+        self._students_settled = True
+        held, self._held = self._held, []
+        await asyncio.gather(*(handle.signal(DeployBatch.students_settled) for handle in held))
 
     async def _sync_in_children(self, plan: SyncPlan, group: Sequence[Participant], label: str) -> None:
         # A few shares at a time keep the worker's caches (and memory) bounded; more would not be faster,
@@ -226,12 +242,19 @@ class DeployEvent:
             for p in share:
                 self._status[p.id].state = SubtaskState.RUNNING
             try:
-                result: BatchResult = await workflow.execute_child_workflow(
-                    DeployBatch.run, plan.batch(share), id=child_id,
+                held = share[0].role == Role.INSTRUCTOR and not self._students_settled
+                handle = await workflow.start_child_workflow(
+                    DeployBatch.run, replace(plan.batch(share), students_elsewhere=held), id=child_id,
                     static_summary=f"Event {plan.event_id}: {len(share)} {label} (batch {index + 1})",
                     search_attributes=TypedSearchAttributes(
                         [SearchAttributePair(ids.EVENT_ID_ATTRIBUTE, plan.event_id)]),
                 )
+                if held:
+                    if self._students_settled:  # settled while this share was starting
+                        await handle.signal(DeployBatch.students_settled)
+                    else:
+                        self._held.append(handle)
+                result: BatchResult = await handle
             finally:
                 self._batches_running.remove(child_id)
                 running.release()

@@ -97,6 +97,9 @@ class BatchInput:
     """The run's MOODLE_USER_MATCH_FIELD."""
     user_auth: str = "manual"
     """The run's MOODLE_USER_AUTH."""
+    students_elsewhere: bool = False
+    """Students of the deployment are still being enrolled in other shares: this share makes its instructors'
+    accounts at once and enrols them once it receives STUDENTS_SETTLED_SIGNAL."""
 
 
 @dataclass
