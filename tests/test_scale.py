@@ -1,5 +1,6 @@
-"""Large events run in child workflows: every history stays small and progress answers during the run.
-(The benchmark takes this to 10,000 participants; here 1,200 keep the suite fast.)"""
+"""Large events run in child workflows: every history stays small, progress answers during the run, the
+instructors' accounts are made beside the students and enrolled after them, and no workflow task is failed
+by the server. (The benchmark takes this to 10,000 participants; here 1,200 keep the suite fast.)"""
 
 from __future__ import annotations
 
