@@ -72,6 +72,16 @@ def compose() -> dict[str, Any]:
     return data
 
 
+@pytest.fixture(scope="module")
+def dynamic_config(compose: dict[str, Any]) -> dict[str, Any]:
+    """The dynamic config file the compose file's Temporal server reads (DYNAMIC_CONFIG_FILE_PATH)."""
+    config_path = environment_of(compose["services"]["temporal"])["DYNAMIC_CONFIG_FILE_PATH"]
+    assert config_path
+    config = load_yaml((ROOT / "deploy" / "temporal" / "dynamicconfig" / Path(config_path).name).read_text("utf-8"))
+    assert isinstance(config, dict)
+    return config
+
+
 def environment_of(service: dict[str, Any]) -> dict[str, str | None]:
     """A service's `environment`, in either of compose's forms (mapping or list of KEY=VALUE)."""
     env = service.get("environment") or {}
@@ -165,37 +175,30 @@ def test_temporal_runs_on_postgresql(compose: dict[str, Any]) -> None:
         pytest.fail(f"DYNAMIC_CONFIG_FILE_PATH {config_path!r} is not on a mounted volume")
 
 
-def test_dynamic_config_turns_on_fairness(compose: dict[str, Any]) -> None:
+def test_dynamic_config_turns_on_fairness(dynamic_config: dict[str, Any]) -> None:
     """The event id is each run's fairness key; the server honours it only with matching.enableFairness."""
-    config_path = environment_of(compose["services"]["temporal"])["DYNAMIC_CONFIG_FILE_PATH"]
-    assert config_path
-    config = load_yaml((ROOT / "deploy" / "temporal" / "dynamicconfig" / Path(config_path).name).read_text("utf-8"))
-    assert config["matching.enableFairness"] == [{"value": True, "constraints": {}}]
+    assert dynamic_config["matching.enableFairness"] == [{"value": True, "constraints": {}}]
 
 
-def test_dynamic_config_gives_the_workers_queue_one_partition(compose: dict[str, Any]) -> None:
+def test_dynamic_config_gives_the_workers_queue_one_partition(compose: dict[str, Any],
+                                                              dynamic_config: dict[str, Any]) -> None:
     """Priority and fairness hold within a partition: the worker's task queue has one, in production as in
     every dev server (devserver.DEV_SERVER_ARGS)."""
-    config_path = environment_of(compose["services"]["temporal"])["DYNAMIC_CONFIG_FILE_PATH"]
-    assert config_path
-    config = load_yaml((ROOT / "deploy" / "temporal" / "dynamicconfig" / Path(config_path).name).read_text("utf-8"))
     queue = environment_of(compose["services"]["worker"]).get("TEMPORAL_TASK_QUEUE") or \
         Settings.model_fields["temporal_task_queue"].default
     for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
-        assert config[key] == [{"value": 1, "constraints": {"taskQueueName": queue}}], key
+        assert dynamic_config[key] == [{"value": 1, "constraints": {"taskQueueName": queue}}], key
         assert f"{key}=1" in DEV_SERVER_ARGS
     assert "matching.enableFairness=true" in DEV_SERVER_ARGS
 
 
-def test_every_dev_server_setting_is_in_the_production_config(compose: dict[str, Any]) -> None:
+def test_every_dev_server_setting_is_in_the_production_config(dynamic_config: dict[str, Any]) -> None:
     """The dev servers (demo, tests, benchmarks) and production run the server alike, so the figures hold there."""
-    config_path = environment_of(compose["services"]["temporal"])["DYNAMIC_CONFIG_FILE_PATH"]
-    config = load_yaml((ROOT / "deploy" / "temporal" / "dynamicconfig" / Path(config_path).name).read_text("utf-8"))
     values = [DEV_SERVER_ARGS[i + 1] for i, arg in enumerate(DEV_SERVER_ARGS) if arg == "--dynamic-config-value"]
     assert "history.maximumBufferedEventsBatch=1000" in values
     for key, value in (v.split("=", 1) for v in values):
-        assert key in config, f"{key} is set in devserver.DEV_SERVER_ARGS, not in production-sql.yaml"
-        assert {str(v["value"]).lower() for v in config[key]} == {value.lower()}, key
+        assert key in dynamic_config, f"{key} is set in devserver.DEV_SERVER_ARGS, not in production-sql.yaml"
+        assert {str(v["value"]).lower() for v in dynamic_config[key]} == {value.lower()}, key
 
 
 def mounted_script(service: dict[str, Any]) -> str:
