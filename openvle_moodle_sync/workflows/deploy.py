@@ -212,8 +212,7 @@ class DeployEvent:
         students = [p for p in todo if p.role == Role.STUDENT]
         instructors = [p for p in todo if p.role == Role.INSTRUCTOR]
         self._students_settled = not students
-        self._set_stage("enrolling students, making the instructors' accounts" if students
-                        else "enrolling instructors")
+        self._set_stage("enrolling students" if students else "enrolling instructors")
         instructor_shares = asyncio.ensure_future(self._sync_in_children(plan, instructors, "instructors"))
         try:
             await self._sync_in_children(plan, students, "students")
@@ -221,8 +220,9 @@ class DeployEvent:
             instructor_shares.cancel()
             raise
         if students:
-            self._set_stage("enrolling instructors")
             await self._settle_students()
+            if instructors:
+                self._set_stage("enrolling instructors")
         await instructor_shares
 
     async def _settle_students(self) -> None:
