@@ -14,9 +14,8 @@ SQLITE_PRAGMAS: tuple[str, ...] = ("journal_mode=wal", "synchronous=normal")
 SQLite's defaults (a rollback journal, ``synchronous=full``) wait for an fsync of the disk at every commit,
 and the dev server writes every workflow's state through one connection: at a term start (100 events
 started at once) that one writer is where the start calls, the changes and the deployments queue. In WAL
-mode with ``synchronous=normal`` a commit is an append, synced at checkpoints: the same term start takes
-about three quarters of the time, and a change call's p90 drops from about 1 s to under 0.1 s
-(bench/RESULTS.md, term start). A killed server loses nothing (the WAL is replayed on start); a power cut
+mode with ``synchronous=normal`` a commit is an append, synced at checkpoints (figures: bench/RESULTS.md,
+term start). A killed server loses nothing (the WAL is replayed on start); a power cut
 may lose its last commits, which a dev server may. Production runs Temporal on PostgreSQL (the compose file)."""
 
 
@@ -57,7 +56,7 @@ wait in the queue: 333 ms with four partitions, 142 ms with one; bench/RESULTS.m
 Up to 1,000 events buffered while a workflow task runs, instead of 100: past the limit the server fails the
 running task (`FORCE_CLOSE_COMMAND`, by "history-service") and the worker replays the whole run. A share of
 a deployment has 500 activities whose completions arrive at hundreds a second, so with 100 a few of its
-tasks were failed each second, each replay slower than the last (N=1000: 8.8-10.1 s with 100, 7.1 s with
-1,000; bench/RESULTS.md). The buffered events' size limit (2 MiB) still holds.
+tasks were failed each second, each replay slower than the last (figures: bench/RESULTS.md, make bench). The
+buffered events' size limit (2 MiB) still holds.
 
 Production sets the same in deploy/temporal/dynamicconfig."""
